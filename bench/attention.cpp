@@ -1,0 +1,247 @@
+// Λ attention against vanilla causal attention on the CPU kernel (lmi::attn::run).
+//
+//   lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]
+//                       [--head-dim D] [--local W] [--portable]
+//
+// decode  : one query. Λ at window w: 10 global + w local keys (nLocal = limitDistance = w)
+//           at stream position 2^20; vanilla at window w: causal over w keys.
+// prefill : n queries against n keys at positions 0..n-1. Λ: nLocal = limitDistance = 2048,
+//           nGlobal = 10; vanilla: causal over all n.
+// K/V are f16. GFLOP/s counts 4 * headDim flops per kept (query, key, head): 2 * headDim
+// for q.k and 2 * headDim for p.v.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lmi/attention.h"
+
+namespace {
+
+using namespace lmi::attn;
+
+struct Config {
+  bool quick = false, json = false, portable = false;
+  int threads = 0;
+  int nHead = 8, nHeadKV = 4, headDim = 64;
+  int64_t nLocal = 2048, nGlobal = 10;
+};
+
+uint16_t toHalf(float f) {  // round to nearest even; inputs are small and normal
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax < 0x38800000u) return sign;  // tiny: flush (test data never gets here)
+  const uint32_t mant = ax & 0x7fffffu;
+  uint32_t h = (((ax >> 23) - 112u) << 10) | (mant >> 13);
+  const uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+  return sign | static_cast<uint16_t>(h);
+}
+
+struct Buffers {
+  std::vector<float> q, out;
+  std::vector<uint16_t> k, v;
+  std::vector<int64_t> slotPos, qPos;
+};
+
+void fillRandom(Buffers& b, const Config& c, int nQ, int64_t nSlot, uint64_t seed) {
+  uint64_t s = seed;
+  auto next = [&s] {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<float>((s >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+  };
+  b.q.resize(static_cast<size_t>(nQ) * c.nHead * c.headDim);
+  for (auto& x : b.q) x = next();
+  const size_t kv = static_cast<size_t>(nSlot) * c.nHeadKV * c.headDim;
+  b.k.resize(kv);
+  b.v.resize(kv);
+  for (auto& x : b.k) x = toHalf(next());
+  for (auto& x : b.v) x = toHalf(next());
+  b.out.assign(b.q.size(), 0.0f);
+}
+
+Problem problemFor(Buffers& b, const Config& c, bool lambda, int64_t nLocal, int64_t origin) {
+  Problem p;
+  p.nQ = static_cast<int>(b.qPos.size());
+  p.nHead = c.nHead;
+  p.nHeadKV = c.nHeadKV;
+  p.headDim = c.headDim;
+  p.nSlot = static_cast<int64_t>(b.slotPos.size());
+  p.q = b.q.data();
+  p.k = b.k.data();
+  p.v = b.v.data();
+  p.kvType = KVType::F16;
+  p.slotPos = b.slotPos.data();
+  p.qPos = b.qPos.data();
+  p.scale = 1.0f / std::sqrt(static_cast<float>(c.headDim));
+  p.mask.lambda = lambda;
+  p.mask.origin = origin;
+  p.mask.nGlobal = c.nGlobal;
+  p.mask.nLocal = nLocal;
+  p.mask.limitDistance = nLocal;
+  p.out = b.out.data();
+  return p;
+}
+
+// Seconds per call: the median of calls repeated until minSeconds have passed (at least
+// minReps calls); the median keeps a busy machine's hiccups out of short decode timings.
+double timeCall(const Problem& p, const RunOptions& o, double minSeconds, int minReps, bool warmUp = true) {
+  if (warmUp) run(p, o);  // scratch, RoPE table
+  std::vector<double> times;
+  double total = 0.0;
+  do {
+    const auto t0 = std::chrono::steady_clock::now();
+    run(p, o);
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    times.push_back(t);
+    total += t;
+  } while (total < minSeconds || static_cast<int>(times.size()) < minReps);
+  std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+  return times[times.size() / 2];
+}
+
+// Kept (query, key) pairs per head for a query at position i of a stream starting at 0.
+int64_t keptPairs(int64_t i, bool lambda, int64_t nLocal, int64_t nGlobal) {
+  if (!lambda) return i + 1;
+  const int64_t local = std::min(i + 1, nLocal);
+  const int64_t far = i + 1 - local;  // keys at distance >= nLocal
+  return local + std::min(far, nGlobal);
+}
+
+struct Row {
+  std::string kind;
+  int64_t size;
+  double lamSec, vanSec, lamFlops, vanFlops, tokens;
+};
+
+void print(const std::vector<Row>& rows, const Config& c, int threads) {
+  if (c.json) {
+    std::printf("{\"shape\":{\"nHead\":%d,\"nHeadKV\":%d,\"headDim\":%d,\"kv\":\"f16\"},\"threads\":%d,"
+                "\"path\":\"%s\",\"nLocal\":%lld,\"nGlobal\":%lld,\"rows\":[",
+                c.nHead, c.nHeadKV, c.headDim, threads,
+                (!c.portable && cpuHasAvx2Fma()) ? "avx2" : "portable", (long long)c.nLocal, (long long)c.nGlobal);
+    for (size_t i = 0; i < rows.size(); i++) {
+      const Row& r = rows[i];
+      std::printf("%s{\"kind\":\"%s\",\"size\":%lld,\"lambda\":{\"seconds\":%.6g,\"tokensPerSecond\":%.6g,"
+                  "\"gflops\":%.6g},\"vanilla\":{\"seconds\":%.6g,\"tokensPerSecond\":%.6g,\"gflops\":%.6g},"
+                  "\"speedup\":%.4g}",
+                  i ? "," : "", r.kind.c_str(), (long long)r.size, r.lamSec, r.tokens / r.lamSec,
+                  r.lamFlops / r.lamSec * 1e-9, r.vanSec, r.tokens / r.vanSec, r.vanFlops / r.vanSec * 1e-9,
+                  r.vanSec / r.lamSec);
+    }
+    std::printf("]}\n");
+    return;
+  }
+  std::printf("\n%-8s %7s | %11s %12s %8s | %11s %12s %8s | %8s\n", "case", "size", "Λ ms", "Λ tok/s", "GFLOP/s",
+              "vanilla ms", "vanilla tok/s", "GFLOP/s", "speed-up");
+  for (const Row& r : rows) {
+    std::printf("%-8s %7lld | %11.3f %12.1f %8.1f | %11.3f %12.1f %8.1f | %7.2fx\n", r.kind.c_str(),
+                (long long)r.size, r.lamSec * 1e3, r.tokens / r.lamSec, r.lamFlops / r.lamSec * 1e-9, r.vanSec * 1e3,
+                r.tokens / r.vanSec, r.vanFlops / r.vanSec * 1e-9, r.vanSec / r.lamSec);
+  }
+  std::printf("speed-up = vanilla time / Λ time (same shape, same kernel, same threads)\n");
+}
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]\n"
+               "                           [--head-dim D] [--local W] [--portable]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config c;
+  for (int a = 1; a < argc; a++) {
+    const std::string s = argv[a];
+    auto value = [&](int& dst) {
+      if (a + 1 >= argc) return false;
+      dst = std::atoi(argv[++a]);
+      return dst > 0;
+    };
+    int tmp = 0;
+    if (s == "--quick") c.quick = true;
+    else if (s == "--json") c.json = true;
+    else if (s == "--portable") c.portable = true;
+    else if (s == "--threads") { if (!value(c.threads)) return usage(); }
+    else if (s == "--heads") { if (!value(c.nHead)) return usage(); }
+    else if (s == "--kv-heads") { if (!value(c.nHeadKV)) return usage(); }
+    else if (s == "--head-dim") { if (!value(c.headDim)) return usage(); }
+    else if (s == "--local") { if (!value(tmp)) return usage(); c.nLocal = tmp; }
+    else return usage();
+  }
+  if (c.nHead % c.nHeadKV) return usage();
+  const int threads = c.threads > 0 ? c.threads : std::max(1u, std::thread::hardware_concurrency());
+  RunOptions o;
+  o.threads = threads;
+  o.forcePortable = c.portable;
+  if (!c.json)
+    std::printf("lmi attention bench: nHead %d, nHeadKV %d, headDim %d, f16 K/V, %d thread(s), %s path%s\n", c.nHead,
+                c.nHeadKV, c.headDim, threads, (!c.portable && cpuHasAvx2Fma()) ? "AVX2/FMA/F16C" : "portable",
+                c.quick ? ", quick" : "");
+
+  std::vector<Row> rows;
+  const double flopsPerPair = 4.0 * c.headDim * c.nHead;
+
+  // Decode: one query.
+  const std::vector<int64_t> windows =
+      c.quick ? std::vector<int64_t>{512, 2048} : std::vector<int64_t>{512, 1024, 2048, 4096, 8192};
+  for (int64_t w : windows) {
+    Buffers lam, van;
+    const int64_t P = int64_t(1) << 20;  // stream position of the Λ query
+    // Λ ring buffer: nGlobal pinned first tokens, then the last w positions (rotated).
+    for (int64_t t = 0; t < c.nGlobal; t++) lam.slotPos.push_back(t);
+    for (int64_t t = 0; t < w; t++) lam.slotPos.push_back(P - w + 1 + (t + w / 3) % w);
+    lam.qPos = {P};
+    fillRandom(lam, c, 1, static_cast<int64_t>(lam.slotPos.size()), 1);
+    for (int64_t t = 0; t < w; t++) van.slotPos.push_back(t);
+    van.qPos = {w - 1};
+    fillRandom(van, c, 1, w, 2);
+    const double minSec = c.quick ? 0.1 : 0.3;
+    Row r;
+    r.kind = "decode";
+    r.size = w;
+    r.tokens = 1;
+    r.lamSec = timeCall(problemFor(lam, c, true, w, 0), o, minSec, 10);
+    r.vanSec = timeCall(problemFor(van, c, false, w, 0), o, minSec, 10);
+    r.lamFlops = flopsPerPair * keptPairs(P, true, w, c.nGlobal);
+    r.vanFlops = flopsPerPair * keptPairs(w - 1, false, w, c.nGlobal);
+    rows.push_back(r);
+    if (!c.json) std::fprintf(stderr, "  decode w=%lld done\n", (long long)w);
+  }
+
+  // Prefill: n queries over n keys.
+  const std::vector<int64_t> sizes =
+      c.quick ? std::vector<int64_t>{4096, 8192} : std::vector<int64_t>{4096, 16384, 65536};
+  for (int64_t n : sizes) {
+    Buffers b;
+    for (int64_t t = 0; t < n; t++) b.slotPos.push_back(t);
+    b.qPos = b.slotPos;
+    fillRandom(b, c, static_cast<int>(n), n, 3);
+    Row r;
+    r.kind = "prefill";
+    r.size = n;
+    r.tokens = static_cast<double>(n);
+    r.lamSec = timeCall(problemFor(b, c, true, c.nLocal, 0), o, 0.0, n <= 16384 ? 3 : 1, n <= 16384);
+    if (!c.json) std::fprintf(stderr, "  prefill n=%lld Λ done (%.2f s)\n", (long long)n, r.lamSec);
+    r.vanSec = timeCall(problemFor(b, c, false, c.nLocal, 0), o, 0.0, 1, n <= 4096);
+    if (!c.json) std::fprintf(stderr, "  prefill n=%lld vanilla done (%.2f s)\n", (long long)n, r.vanSec);
+    r.lamFlops = r.vanFlops = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+      r.lamFlops += flopsPerPair * keptPairs(i, true, c.nLocal, c.nGlobal);
+      r.vanFlops += flopsPerPair * keptPairs(i, false, c.nLocal, c.nGlobal);
+    }
+    rows.push_back(r);
+  }
+  print(rows, c, threads);
+  return 0;
+}

@@ -1,0 +1,95 @@
+// Λ-masked, distance-limited attention (LM-Infinite) on the CPU.
+// A plain C++ library: no N-API, no ggml. DESIGN.md §1 is the contract.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "lmi/lambda_rule.h"
+
+namespace lmi::attn {
+
+// Raised for any invalid problem description; the message names the argument.
+class InvalidArgument : public std::invalid_argument {
+ public:
+  explicit InvalidArgument(const std::string& what) : std::invalid_argument(what) {}
+};
+
+enum class KVType : int { F32 = 0, F16 = 1 };
+
+// How pairs of dimensions are rotated by RoPE.
+//   Normal: (x[2k], x[2k+1])               (LLaMA GGUF, GPT-J; llama.cpp rope mode 0)
+//   NeoX:   (x[k], x[k + rotaryDim/2])     (GPT-NeoX, Qwen2; llama.cpp rope mode 2)
+enum class RopePairing : int { Normal = 0, NeoX = 2 };
+
+enum class Encoding : int { None = 0, Rope = 1, Alibi = 2 };
+
+struct PositionEncoding {
+  Encoding kind = Encoding::Rope;
+  // RoPE: pair k of the first rotaryDim dimensions turns by angle
+  //   p * freqScale * thetaBase^(-2k / rotaryDim)
+  // for a relative distance p. Angles are computed in double from relative distances only.
+  double thetaBase = 10000.0;
+  double freqScale = 1.0;
+  int rotaryDim = 0;  // 0 means headDim; must be even and <= headDim
+  RopePairing pairing = RopePairing::Normal;
+  // ALiBi: one slope per query head (nHead values); bias is -slope * distance.
+  const float* alibiSlopes = nullptr;
+};
+
+// Top-k middle attention (DESIGN.md §1, third row). Off when k == 0.
+struct TopKMiddle {
+  int k = 0;
+  int64_t insertAt = 0;  // the distance the kept middle keys are attended at
+};
+
+struct Problem {
+  int nQ = 0;        // queries in this call
+  int nHead = 0;     // query heads
+  int nHeadKV = 0;   // key/value heads; nHead % nHeadKV == 0, query head h uses KV head h / (nHead / nHeadKV)
+  int headDim = 0;
+  int64_t nSlot = 0; // key/value slots
+
+  const float* q = nullptr;      // [nQ][nHead][headDim], un-rotated
+  const void* k = nullptr;       // [nSlot][nHeadKV][headDim], un-rotated, kvType elements
+  const void* v = nullptr;       // [nSlot][nHeadKV][headDim], kvType elements
+  KVType kvType = KVType::F32;
+  // Row strides in elements between consecutive slots of k and v; 0 means nHeadKV * headDim.
+  int64_t kSlotStride = 0;
+  int64_t vSlotStride = 0;
+
+  const int64_t* slotPos = nullptr;  // [nSlot] absolute position of each slot; -1 marks an empty slot
+  const int64_t* qPos = nullptr;     // [nQ] absolute position of each query, >= 0
+
+  float scale = 0.0f;  // logit scale, usually 1/sqrt(headDim); must be finite and > 0
+  PositionEncoding pe;
+  LambdaMask mask;
+  TopKMiddle topK;
+
+  float* out = nullptr;  // [nQ][nHead][headDim]; a query with no kept key gets zeros
+};
+
+struct RunOptions {
+  int threads = 1;              // worker threads for run(); ignored by runPartition
+  bool forcePortable = false;   // skip the AVX2/FMA path even where the CPU has it (tests)
+};
+
+// Throws InvalidArgument if the problem is malformed (null pointers, bad sizes,
+// GQA ratio, rotaryDim, non-finite scale or options, positions < 0 other than -1 slots,
+// nLocal <= 0, limitDistance < 0, nGlobal < 0, topK.k < 0 ...).
+void validate(const Problem& p);
+
+// Computes the whole problem with opts.threads threads (validates first).
+void run(const Problem& p, const RunOptions& opts = {});
+
+// The number of independent work items run() splits the problem into, and the
+// partitioned entry point used by hosts with their own thread pool (ggml custom ops):
+// calling runPartition(p, ith, nth, opts) for every ith in [0, nth) computes the whole
+// problem. Does not validate; call validate() once first.
+void runPartition(const Problem& p, int ith, int nth, const RunOptions& opts = {});
+
+// Whether this process would take the AVX2/FMA path.
+bool cpuHasAvx2Fma();
+
+}  // namespace lmi::attn

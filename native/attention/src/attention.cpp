@@ -1,0 +1,970 @@
+// The Λ-attention driver: validation, planning (sorted keys, query blocks, work items),
+// the per-item tile loop with online softmax, and threading. The arithmetic on tiles
+// lives in kernels_*.cpp; the RoPE coefficients in rope_table.cpp.
+//
+// Work items. Queries are sorted by position and cut into blocks of up to ~64/G queries
+// (G = query heads per KV head) whose positions span at most a few windows. An item is
+//   (KV head g, query block b, head subset hs, key split ks)   (g outermost)
+// and computes rows (query, head) for the heads of g in hs against the keys of split ks.
+// The rows of one item share every loaded, converted and rotated key tile.
+// - run() uses one head subset and, when there are fewer than 32 (block, KV head) pairs,
+//   splits each block's key range into up to 32/pairs parts whose partial softmax states
+//   (m, l, O, top-k candidates) are merged after the join. The split count depends only on
+//   the problem, so results do not depend on opts.threads.
+// - runPartition() never splits keys (no barrier to merge after); with few items it splits
+//   the G heads of a KV head into subsets instead. Rows never interact, so the result is
+//   bit-identical for every nth.
+//
+// Keys. Non-empty slots are sorted by (position, slot) once per call; a block visits the
+// sorted index intervals that can hold kept keys: the global prefix and the local range
+// (Λ), everything up to the block's last position (vanilla, or Λ with top-k). Tiles of 64
+// keys are classified as a whole when possible (all local / all middle) and otherwise
+// per (query, key) with classify(). Per tile: logits S = Q K^T (keys transposed for a
+// register-blocked GEMM, or kept as rows for blocks of <= 4 rows, i.e. decode), masked,
+// an online-softmax step (running max m, sum l, unnormalized O), then O += P V. Top-k
+// middle logits go to a k-entry list per row and join the softmax when the row is finished.
+//
+// RoPE. With r = the block's last query position, keys are rotated by R(j - r) and
+// queries by R(i - r), so <R(i-r)q, R(j-r)k> = <R(i-j)q, k> (local branch). Global and
+// middle logits use the un-rotated key against R(L)q and R(insertAt)q. All distances are
+// int64 differences; their cos/sin come from RopeTable (built in double), so shifting
+// every position and the origin by the same amount leaves the arithmetic unchanged.
+#include "lmi/attention.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+#include "rope_table.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define LMI_X86_GNU 1
+#include <cpuid.h>
+#endif
+
+namespace lmi::attn {
+namespace detail {
+namespace {
+
+constexpr int kKT = 64;                          // keys per tile
+constexpr int kRowsTarget = 64;                  // (query, head) rows per block, target
+constexpr int kRowKeysMaxRows = 4;               // blocks with at most this many rows skip transposing keys
+constexpr int64_t kTargetItems = 32;             // run(): split keys below this many items
+constexpr int64_t kMinTilesPerSplit = 4;
+constexpr double kFlopsPerThread = 1 << 21;      // run(): at least this much work per extra thread
+constexpr int64_t kMaxPos = int64_t(1) << 61;    // positions, origin, distances: |x| <= 2^61
+constexpr int kMaxHeadDim = 1 << 16;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+inline int roundUp8(int x) { return (x + 7) & ~7; }
+
+struct TopEntry {
+  float v;      // the middle logit (scaled, with bias)
+  int64_t idx;  // index into the sorted key list
+};
+// Total order for top-k: larger logit first, then the earlier key.
+inline bool better(const TopEntry& a, const TopEntry& b) { return a.v > b.v || (a.v == b.v && a.idx < b.idx); }
+
+struct Block {
+  int qBegin = 0, qEnd = 0;  // range in the sorted query order
+  int64_t pmin = 0, pmax = 0;
+  int64_t a0 = 0, b0 = 0, a1 = 0, b1 = 0;  // visited sorted-key intervals [a0, b0), [a1, b1)
+  int64_t visited() const { return (b0 - a0) + (b1 - a1); }
+  // Tiles of up to kKT keys, each interval cut from its start.
+  int64_t tiles0() const { return (b0 - a0 + kKT - 1) / kKT; }
+  int64_t tiles() const { return tiles0() + (b1 - a1 + kKT - 1) / kKT; }
+};
+
+// Per-call storage for the plan (kept in a pooled Scratch so it is reused across calls).
+struct PlanStore {
+  std::vector<std::pair<int64_t, int64_t>> keys, keysTmp;  // (position, slot)
+  std::vector<int64_t> sPos, sSlot;
+  std::vector<std::pair<int64_t, int64_t>> qs, qsTmp;      // (position, query index)
+  std::vector<int> qOrder;
+  std::vector<Block> blocks;
+  std::vector<float> partial;        // [items][rowsMax][Dp + 2]: O, m, l
+  std::vector<TopEntry> partialTop;  // [items][rowsMax][kEff]
+  std::vector<int> partialTopN;      // [items][rowsMax]
+  std::vector<TopEntry> mergeTop;
+};
+
+struct Plan {
+  const Problem* p = nullptr;
+  const KernelOps* ops = nullptr;
+  int G = 1, D = 0, Dp = 0, rd = 0;
+  bool rope = false, alibi = false, lambda = true, topk = false;
+  int kEff = 0;  // top-k entries kept per row: min(k, keys)
+  int64_t kStride = 0, vStride = 0;
+  const int64_t* sPos = nullptr;
+  const int64_t* sSlot = nullptr;
+  int64_t nS = 0;
+  int64_t gEnd = 0;  // Λ: sorted keys [0, gEnd) have position - origin < nGlobal
+  const int* qOrder = nullptr;
+  const Block* blocks = nullptr;
+  int64_t nBlocks = 0;
+  int qbMax = 1, rowsMax = 1;
+  int nHS = 1, headsPerSub = 1, nKS = 1;
+  int64_t nItems = 0;
+  double flops = 0.0;  // rough work estimate: 4 * Dp per visited (query, key, head)
+  std::shared_ptr<const RopeTable> table;
+  // key-split partial states (nKS > 1)
+  float* partial = nullptr;
+  TopEntry* partialTop = nullptr;
+  int* partialTopN = nullptr;
+};
+
+struct Scratch {
+  std::vector<float> qLoc, qGlob, qMid, o, m, l;
+  std::vector<float> s, sg, sm;
+  std::vector<float> kRaw, kRot, ktLoc, ktRaw, vt;
+  std::vector<float> tmpRow, ropeTmp, acc;
+  std::vector<int8_t> cls;
+  std::vector<int64_t> qPosBlk, rowI;
+  std::vector<int> rowQ, rowHead;
+  std::vector<float> rowSlope, rowGBias, rowMBias;
+  std::vector<TopEntry> top;
+  std::vector<int> topN;
+  PlanStore plan;
+
+  void ensure(const Plan& P) {
+    const size_t rows = static_cast<size_t>(P.rowsMax);
+    const size_t Dp = static_cast<size_t>(P.Dp);
+    auto grow = [](auto& v, size_t n) {
+      if (v.size() < n) v.resize(n);
+    };
+    for (auto* v : {&qLoc, &qGlob, &qMid, &o}) grow(*v, rows * Dp);
+    for (auto* v : {&m, &l, &rowSlope, &rowGBias, &rowMBias}) grow(*v, rows);
+    for (auto* v : {&s, &sg, &sm}) grow(*v, rows * kKT);
+    for (auto* v : {&kRaw, &kRot, &ktLoc, &ktRaw, &vt}) grow(*v, kKT * Dp);
+    grow(tmpRow, Dp);
+    grow(acc, Dp);
+    grow(ropeTmp, 2 * Dp);
+    grow(cls, static_cast<size_t>(P.qbMax) * kKT);
+    grow(qPosBlk, static_cast<size_t>(P.qbMax));
+    grow(rowI, rows);
+    grow(rowQ, rows);
+    grow(rowHead, rows);
+    grow(top, rows * static_cast<size_t>(std::max(P.kEff, 1)));
+    grow(topN, rows);
+  }
+};
+
+// Scratch objects are pooled so that repeated calls (one per layer and token) reuse them.
+class ScratchPool {
+ public:
+  std::unique_ptr<Scratch> take() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        auto s = std::move(free_.back());
+        free_.pop_back();
+        return s;
+      }
+    }
+    return std::make_unique<Scratch>();
+  }
+  void give(std::unique_ptr<Scratch> s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.size() < kMaxFree) free_.push_back(std::move(s));
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 64;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Scratch>> free_;
+};
+
+ScratchPool& pool() {
+  static ScratchPool* p = new ScratchPool();  // never destroyed: safe during static teardown
+  return *p;
+}
+
+class Lease {
+ public:
+  Lease() : s_(pool().take()) {}
+  ~Lease() { pool().give(std::move(s_)); }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  Scratch& operator*() { return *s_; }
+  Scratch* operator->() { return s_.get(); }
+
+ private:
+  std::unique_ptr<Scratch> s_;
+};
+
+// Sorts v ascending. Inputs made of a few ascending runs (a ring buffer: pinned slots,
+// then the ring from its write head, then its start) are merged in linear time.
+template <class T>
+void sortRuns(std::vector<T>& v, std::vector<T>& tmp) {
+  const size_t n = v.size();
+  constexpr int kMaxRuns = 16;
+  size_t bounds[kMaxRuns + 2];
+  int nb = 0;
+  bounds[nb++] = 0;
+  for (size_t i = 1; i < n; i++) {
+    if (v[i] < v[i - 1]) {
+      if (nb > kMaxRuns) {
+        std::sort(v.begin(), v.end());
+        return;
+      }
+      bounds[nb++] = i;
+    }
+  }
+  bounds[nb++] = n;
+  tmp.resize(n);
+  while (nb > 2) {  // nb - 1 runs
+    size_t next[kMaxRuns + 2];
+    int nn = 0;
+    for (int r = 0; r + 1 < nb; r += 2) {
+      const size_t lo = bounds[r], mid = bounds[r + 1];
+      if (r + 2 < nb) {
+        const size_t hi = bounds[r + 2];
+        std::merge(v.begin() + lo, v.begin() + mid, v.begin() + mid, v.begin() + hi, tmp.begin() + lo);
+      } else {
+        std::copy(v.begin() + lo, v.begin() + mid, tmp.begin() + lo);
+      }
+      next[nn++] = lo;
+    }
+    next[nn++] = n;
+    v.swap(tmp);
+    std::copy(next, next + nn, bounds);
+    nb = nn;
+  }
+}
+
+// nthPartition > 0: plan for runPartition with that many partitions (head subsets, no key
+// splits). nthPartition == 0: plan for run() (key splits when items are few).
+void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanStore& ps, Plan& P) {
+  P.p = &p;
+  P.ops = ops;
+  P.G = p.nHead / p.nHeadKV;
+  P.D = p.headDim;
+  P.Dp = roundUp8(p.headDim);
+  P.rope = p.pe.kind == Encoding::Rope;
+  P.rd = P.rope ? (p.pe.rotaryDim ? p.pe.rotaryDim : p.headDim) : 0;
+  P.alibi = p.pe.kind == Encoding::Alibi;
+  P.lambda = p.mask.lambda;
+  P.topk = p.mask.lambda && p.topK.k > 0;
+  const int64_t row = static_cast<int64_t>(p.nHeadKV) * p.headDim;
+  P.kStride = p.kSlotStride ? p.kSlotStride : row;
+  P.vStride = p.vSlotStride ? p.vSlotStride : row;
+
+  // Keys sorted by (position, slot); empty slots dropped.
+  ps.keys.clear();
+  for (int64_t s = 0; s < p.nSlot; s++)
+    if (p.slotPos[s] >= 0) ps.keys.emplace_back(p.slotPos[s], s);
+  sortRuns(ps.keys, ps.keysTmp);
+  P.nS = static_cast<int64_t>(ps.keys.size());
+  ps.sPos.resize(ps.keys.size());
+  ps.sSlot.resize(ps.keys.size());
+  for (size_t i = 0; i < ps.keys.size(); i++) {
+    ps.sPos[i] = ps.keys[i].first;
+    ps.sSlot[i] = ps.keys[i].second;
+  }
+  P.sPos = ps.sPos.data();
+  P.sSlot = ps.sSlot.data();
+  const LambdaMask& mk = p.mask;
+  const int64_t* pb = ps.sPos.data();
+  const int64_t* pe = pb + P.nS;
+  P.gEnd = P.lambda ? std::partition_point(pb, pe, [&](int64_t j) { return j - mk.origin < mk.nGlobal; }) - pb : 0;
+  P.kEff = P.topk ? static_cast<int>(std::min<int64_t>(p.topK.k, std::max<int64_t>(P.nS, 1))) : 0;
+
+  // Queries sorted by (position, index) and cut into blocks.
+  ps.qs.clear();
+  for (int i = 0; i < p.nQ; i++) ps.qs.emplace_back(p.qPos[i], i);
+  sortRuns(ps.qs, ps.qsTmp);
+  ps.qOrder.resize(ps.qs.size());
+  for (size_t i = 0; i < ps.qs.size(); i++) ps.qOrder[i] = static_cast<int>(ps.qs[i].second);
+  P.qOrder = ps.qOrder.data();
+  const int qb = std::max(1, kRowsTarget / P.G);
+  // A block visits the union of its queries' windows: keep its span small next to nLocal.
+  const int64_t spanLimit = P.lambda ? std::max<int64_t>(8, mk.nLocal / 2) : std::max<int64_t>(4 * qb, 4096);
+  ps.blocks.clear();
+  for (int start = 0; start < p.nQ;) {
+    int end = start + 1;
+    const int64_t p0 = ps.qs[start].first;
+    while (end < p.nQ && end - start < qb && ps.qs[end].first - p0 <= spanLimit) end++;
+    Block b;
+    b.qBegin = start;
+    b.qEnd = end;
+    b.pmin = p0;
+    b.pmax = ps.qs[end - 1].first;
+    const int64_t hi = std::partition_point(pb, pe, [&](int64_t j) { return j <= b.pmax; }) - pb;
+    if (!P.lambda || P.topk) {
+      b.a0 = 0;
+      b.b0 = hi;
+      b.a1 = b.b1 = hi;
+    } else {
+      const int64_t g = std::min(P.gEnd, hi);
+      const int64_t lo = std::partition_point(pb, pb + hi, [&](int64_t j) { return b.pmin - j >= mk.nLocal; }) - pb;
+      if (lo <= g) {
+        b.a0 = 0;
+        b.b0 = hi;
+        b.a1 = b.b1 = hi;
+      } else {
+        b.a0 = 0;
+        b.b0 = g;
+        b.a1 = lo;
+        b.b1 = hi;
+      }
+    }
+    ps.blocks.push_back(b);
+    start = end;
+  }
+  P.blocks = ps.blocks.data();
+  P.nBlocks = static_cast<int64_t>(ps.blocks.size());
+  P.qbMax = qb;
+  const int64_t pairs = P.nBlocks * p.nHeadKV;
+
+  P.nHS = 1;
+  P.headsPerSub = P.G;
+  P.nKS = 1;
+  if (nthPartition > 0) {
+    if (pairs < nthPartition && P.G > 1) {
+      const int64_t want = std::min<int64_t>(P.G, (nthPartition + pairs - 1) / pairs);
+      P.headsPerSub = static_cast<int>((P.G + want - 1) / want);
+      P.nHS = (P.G + P.headsPerSub - 1) / P.headsPerSub;
+    }
+  } else if (pairs < kTargetItems) {
+    int64_t maxTiles = 0;
+    for (const Block& b : ps.blocks) maxTiles = std::max(maxTiles, b.tiles());
+    const int64_t want = (kTargetItems + pairs - 1) / pairs;
+    P.nKS = static_cast<int>(std::max<int64_t>(1, std::min(want, maxTiles / kMinTilesPerSplit)));
+  }
+  P.rowsMax = qb * P.headsPerSub;
+  for (const Block& b : ps.blocks)
+    P.flops += 4.0 * P.Dp * static_cast<double>(b.visited()) * (b.qEnd - b.qBegin) * p.nHead;
+  P.nItems = pairs * P.nHS * P.nKS;
+
+  if (P.rope) P.table = ropeTable(p.pe.thetaBase, p.pe.freqScale, P.rd);
+
+  if (P.nKS > 1) {
+    const size_t items = static_cast<size_t>(P.nItems);
+    const size_t rows = static_cast<size_t>(P.rowsMax);
+    if (ps.partial.size() < items * rows * (P.Dp + 2)) ps.partial.resize(items * rows * (P.Dp + 2));
+    if (ps.partialTop.size() < items * rows * std::max(P.kEff, 1))
+      ps.partialTop.resize(items * rows * std::max(P.kEff, 1));
+    if (ps.partialTopN.size() < items * rows) ps.partialTopN.resize(items * rows);
+    P.partial = ps.partial.data();
+    P.partialTop = ps.partialTop.data();
+    P.partialTopN = ps.partialTopN.data();
+  }
+}
+
+// Normalizes one row: folds the kept middle keys (top) into the softmax state (m, l, O)
+// and writes O / l (zeros when nothing was kept).
+void finalizeRow(const Plan& P, Scratch& sc, int kvh, float m, float l, const float* O, const TopEntry* top,
+                 int cnt, float* out) {
+  const Problem& p = *P.p;
+  const int D = P.D;
+  float M = m;
+  for (int e = 0; e < cnt; e++) M = std::max(M, top[e].v);
+  if (M == kNegInf) {
+    std::fill(out, out + D, 0.0f);
+    return;
+  }
+  const float alpha = m == kNegInf ? 0.0f : std::exp(m - M);
+  float* acc = sc.acc.data();
+  for (int d = 0; d < D; d++) acc[d] = O[d] * alpha;
+  float lsum = l * alpha;
+  for (int e = 0; e < cnt; e++) {
+    const float w = std::exp(top[e].v - M);
+    lsum += w;
+    const int64_t slot = P.sSlot[top[e].idx];
+    P.ops->loadRows(p.v, p.kvType, P.vStride, static_cast<int64_t>(kvh) * D, &slot, 1, D, P.Dp, sc.tmpRow.data());
+    for (int d = 0; d < D; d++) acc[d] += w * sc.tmpRow[d];
+  }
+  const float inv = 1.0f / lsum;
+  for (int d = 0; d < D; d++) out[d] = acc[d] * inv;
+}
+
+class Worker {
+ public:
+  Worker(const Plan& P, Scratch& sc) : P_(P), p_(*P.p), sc_(sc), ops_(*P.ops) { sc_.ensure(P); }
+
+  void run(int64_t t) {
+    const int64_t item = t;
+    const int ks = static_cast<int>(t % P_.nKS);
+    t /= P_.nKS;
+    const int hs = static_cast<int>(t % P_.nHS);
+    t /= P_.nHS;
+    const int64_t b = t % P_.nBlocks;  // neighbouring items share most of their keys
+    const int g = static_cast<int>(t / P_.nBlocks);
+    const int hBeg = hs * P_.headsPerSub;
+    if (hBeg >= P_.G) return;
+    const int nh = std::min(P_.G - hBeg, P_.headsPerSub);
+    const Block& blk = P_.blocks[b];
+    prepareQueries(blk, g, hBeg, nh);
+
+    std::fill(sc_.m.begin(), sc_.m.begin() + R_, kNegInf);
+    std::fill(sc_.l.begin(), sc_.l.begin() + R_, 0.0f);
+    std::fill(sc_.o.begin(), sc_.o.begin() + static_cast<size_t>(R_) * P_.Dp, 0.0f);
+    std::fill(sc_.topN.begin(), sc_.topN.begin() + R_, 0);
+
+    // This split's share [t0, t1) of the block's tiles, in visiting order.
+    const int64_t T = blk.tiles(), T0 = blk.tiles0();
+    const int64_t t0 = T * ks / P_.nKS, t1 = T * (ks + 1) / P_.nKS;
+    visit(blk, g, blk.a0, blk.b0, std::min(t0, T0), std::min(t1, T0));
+    visit(blk, g, blk.a1, blk.b1, std::max<int64_t>(t0 - T0, 0), std::max<int64_t>(t1 - T0, 0));
+
+    if (P_.nKS == 1) {
+      for (int r = 0; r < R_; r++) {
+        const int qIdx = P_.qOrder[blk.qBegin + sc_.rowQ[r]];
+        float* out = p_.out + (static_cast<int64_t>(qIdx) * p_.nHead + sc_.rowHead[r]) * P_.D;
+        finalizeRow(P_, sc_, g, sc_.m[r], sc_.l[r], &sc_.o[static_cast<size_t>(r) * P_.Dp],
+                    &sc_.top[static_cast<size_t>(r) * std::max(P_.kEff, 1)], sc_.topN[r], out);
+      }
+    } else {
+      const size_t rows = static_cast<size_t>(P_.rowsMax);
+      const size_t kk = static_cast<size_t>(std::max(P_.kEff, 1));
+      float* part = P_.partial + static_cast<size_t>(item) * rows * (P_.Dp + 2);
+      for (int r = 0; r < R_; r++) {
+        float* dst = part + static_cast<size_t>(r) * (P_.Dp + 2);
+        std::memcpy(dst, &sc_.o[static_cast<size_t>(r) * P_.Dp], sizeof(float) * P_.Dp);
+        dst[P_.Dp] = sc_.m[r];
+        dst[P_.Dp + 1] = sc_.l[r];
+        P_.partialTopN[item * rows + r] = sc_.topN[r];
+        std::copy(&sc_.top[r * kk], &sc_.top[r * kk] + sc_.topN[r], P_.partialTop + (item * rows + r) * kk);
+      }
+    }
+  }
+
+ private:
+  // Rows r = qi * nh + hh. Fills qLoc = scale * R(i - pmax) q, qGlob = scale * R(L) q and
+  // qMid = scale * R(insertAt) q (RoPE; otherwise all three are scale * q).
+  void prepareQueries(const Block& blk, int g, int hBeg, int nh) {
+    const int Dp = P_.Dp, D = P_.D;
+    nq_ = blk.qEnd - blk.qBegin;
+    nh_ = nh;
+    // A block property (not the item's), so head subsets do not change the arithmetic.
+    rowKeys_ = nq_ * P_.G <= kRowKeysMaxRows;
+    R_ = nq_ * nh;
+    const bool needGlobal = P_.lambda && P_.gEnd > 0;
+    qGlob_ = P_.rope ? sc_.qGlob.data() : sc_.qLoc.data();
+    qMid_ = P_.rope ? sc_.qMid.data() : sc_.qLoc.data();
+    float* x = sc_.tmpRow.data();
+    for (int qi = 0; qi < nq_; qi++) {
+      const int qIdx = P_.qOrder[blk.qBegin + qi];
+      const int64_t i = p_.qPos[qIdx];
+      sc_.qPosBlk[qi] = i;
+      const int64_t L = globalDistance(i, p_.mask);
+      for (int hh = 0; hh < nh; hh++) {
+        const int h = g * P_.G + hBeg + hh;
+        const int r = qi * nh + hh;
+        const float* src = p_.q + (static_cast<int64_t>(qIdx) * p_.nHead + h) * D;
+        std::memcpy(x, src, sizeof(float) * D);
+        std::fill(x + D, x + Dp, 0.0f);
+        sc_.rowQ[r] = qi;
+        sc_.rowI[r] = i;
+        sc_.rowHead[r] = h;
+        const double slope = P_.alibi ? static_cast<double>(p_.pe.alibiSlopes[h]) : 0.0;
+        sc_.rowSlope[r] = static_cast<float>(slope);
+        sc_.rowGBias[r] = P_.alibi ? static_cast<float>(-slope * static_cast<double>(L)) : 0.0f;
+        sc_.rowMBias[r] = P_.alibi ? static_cast<float>(-slope * static_cast<double>(p_.topK.insertAt)) : 0.0f;
+        placeQuery(x, &sc_.qLoc[static_cast<size_t>(r) * Dp], i - blk.pmax);
+        if (P_.rope && needGlobal) placeQuery(x, &sc_.qGlob[static_cast<size_t>(r) * Dp], L);
+        if (P_.rope && P_.topk) placeQuery(x, &sc_.qMid[static_cast<size_t>(r) * Dp], p_.topK.insertAt);
+      }
+    }
+  }
+
+  // y = scale * R(dist) x (R = identity without RoPE).
+  void placeQuery(const float* x, float* y, int64_t dist) {
+    if (P_.rope) {
+      const float* C;
+      const float* S;
+      P_.table->coeffs(dist < 0 ? -dist : dist, &C, &S, sc_.ropeTmp.data());
+      ops_.rotate(x, y, P_.rd, P_.Dp, p_.pe.pairing, C, S, dist < 0 ? -1.0f : 1.0f);
+    } else {
+      std::memcpy(y, x, sizeof(float) * P_.Dp);
+    }
+    for (int d = 0; d < P_.Dp; d++) y[d] *= p_.scale;
+  }
+
+  // Tiles [tBeg, tEnd) of the sorted-key interval [a, b).
+  void visit(const Block& blk, int g, int64_t a, int64_t b, int64_t tBeg, int64_t tEnd) {
+    b = std::min(b, a + tEnd * kKT);
+    a += tBeg * kKT;
+    if (a < b) prefetch(p_.k, P_.kStride, g, a, static_cast<int>(std::min<int64_t>(kKT, b - a)));
+    for (int64_t c0 = a; c0 < b; c0 += kKT) {
+      const int n = static_cast<int>(std::min<int64_t>(kKT, b - c0));
+      // The rows of a tile are scattered by slot: ask for this tile's values and the
+      // next tile's keys while this one computes.
+      prefetch(p_.v, P_.vStride, g, c0, n);
+      if (c0 + kKT < b) prefetch(p_.k, P_.kStride, g, c0 + kKT, static_cast<int>(std::min<int64_t>(kKT, b - c0 - kKT)));
+      tile(blk, g, c0, n);
+    }
+  }
+
+  void prefetch(const void* base, int64_t stride, int g, int64_t c0, int n) {
+#if defined(__GNUC__)
+    const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
+    const int64_t bytes = static_cast<int64_t>(P_.D) * elem;
+    for (int c = 0; c < n; c++) {
+      const char* row = static_cast<const char*>(base) + (P_.sSlot[c0 + c] * stride + static_cast<int64_t>(g) * P_.D) * elem;
+      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
+      __builtin_prefetch(row + bytes - 1);
+    }
+#else
+    (void)base, (void)stride, (void)g, (void)c0, (void)n;
+#endif
+  }
+
+  void zeroRows(float* buf, int from, int to) {
+    std::fill(buf + static_cast<size_t>(from) * P_.Dp, buf + static_cast<size_t>(to) * P_.Dp, 0.0f);
+  }
+
+  void pushTop(int r, float v, int64_t idx) {
+    if (!(v == v)) return;  // NaN never enters
+    const int k = P_.kEff;
+    TopEntry* t = &sc_.top[static_cast<size_t>(r) * k];
+    int& cnt = sc_.topN[r];
+    const TopEntry e{v, idx};
+    if (cnt == k) {
+      if (!better(e, t[k - 1])) return;
+      cnt--;
+    }
+    int pos = cnt;
+    while (pos > 0 && better(e, t[pos - 1])) {
+      t[pos] = t[pos - 1];
+      pos--;
+    }
+    t[pos] = e;
+    cnt++;
+  }
+
+  // One tile: sorted keys [c0, c0 + n), n <= kKT.
+  void tile(const Block& blk, int g, int64_t c0, int n) {
+    const LambdaMask& mk = p_.mask;
+    const int Dp = P_.Dp, D = P_.D;
+    const int Np = roundUp8(n);
+    const int64_t* jp = P_.sPos + c0;
+    const int64_t* js = P_.sSlot + c0;
+    const int64_t jmin = jp[0], jmax = jp[n - 1];
+    if (jmin > blk.pmax) return;
+
+    enum class Kind { Mixed, AllLocal, AllGlobal, AllMiddle } kind = Kind::Mixed;
+    if (!P_.lambda) {
+      if (jmax <= blk.pmin) kind = Kind::AllLocal;
+    } else if (jmax <= blk.pmin && blk.pmax - jmin < mk.nLocal) {
+      kind = Kind::AllLocal;
+    } else if (blk.pmin - jmax >= mk.nLocal) {  // every pair is beyond the window
+      if (jmax - mk.origin < mk.nGlobal) {
+        kind = Kind::AllGlobal;
+      } else if (jmin - mk.origin >= mk.nGlobal) {
+        if (!P_.topk) return;
+        kind = Kind::AllMiddle;
+      }
+    }
+
+    bool anyLocal = kind == Kind::AllLocal, anyGlobal = kind == Kind::AllGlobal, anyMiddle = kind == Kind::AllMiddle;
+    int8_t* cls = sc_.cls.data();
+    if (kind == Kind::Mixed) {
+      for (int qi = 0; qi < nq_; qi++) {
+        const int64_t i = sc_.qPosBlk[qi];
+        for (int c = 0; c < n; c++) {
+          Branch br = classify(i, jp[c], mk);
+          if (br == Branch::Middle && !P_.topk) br = Branch::Masked;
+          anyLocal |= br == Branch::Local;
+          anyGlobal |= br == Branch::Global;
+          anyMiddle |= br == Branch::Middle;
+          cls[qi * kKT + c] = static_cast<int8_t>(br);
+        }
+      }
+      if (!anyLocal && !anyGlobal && !anyMiddle) return;
+    }
+
+    // Keys as rows (kRaw, kRot) for decode-sized blocks, transposed (ktRaw, ktLoc) otherwise.
+    const int64_t headOff = static_cast<int64_t>(g) * D;
+    float* kRaw = sc_.kRaw.data();
+    ops_.loadRows(p_.k, p_.kvType, P_.kStride, headOff, js, n, D, Dp, kRaw);
+    zeroRows(kRaw, n, Np);
+    const float* ktLoc = nullptr;
+    const float* ktRaw = nullptr;
+    const float* kLocRows = kRaw;
+    if (anyLocal && P_.rope) {
+      float* kRot = sc_.kRot.data();
+      float* tmp = sc_.ropeTmp.data();
+      for (int c = 0; c < n; c++) {
+        const float* C;
+        const float* S;
+        P_.table->coeffs(blk.pmax - jp[c], &C, &S, tmp);  // R(j - pmax), j <= pmax
+        ops_.rotate(kRaw + static_cast<size_t>(c) * Dp, kRot + static_cast<size_t>(c) * Dp, P_.rd, Dp,
+                    p_.pe.pairing, C, S, -1.0f);
+      }
+      zeroRows(kRot, n, Np);
+      kLocRows = kRot;
+      if (!rowKeys_) {
+        ops_.transpose(kRot, Dp, Np, Dp, sc_.ktLoc.data(), kKT);
+        ktLoc = sc_.ktLoc.data();
+      }
+    }
+    if (!rowKeys_ && ((anyLocal && !P_.rope) || anyGlobal || anyMiddle)) {
+      ops_.transpose(kRaw, Dp, Np, Dp, sc_.ktRaw.data(), kKT);
+      ktRaw = sc_.ktRaw.data();
+      if (!P_.rope) ktLoc = ktRaw;
+    }
+    // S[R][Np] = Q[R][Dp] . keys^T, with the keys in whichever layout was built above.
+    auto qk = [&](const float* Q, bool local, float* out) {
+      if (rowKeys_)
+        ops_.gemmNT(R_, Np, Dp, Q, Dp, local ? kLocRows : kRaw, Dp, out, kKT);
+      else
+        ops_.gemm(R_, Np, Dp, Q, Dp, local ? ktLoc : ktRaw, kKT, out, kKT, false);
+    };
+
+    float* S = sc_.s.data();
+    const float* qLoc = sc_.qLoc.data();
+    if (kind == Kind::AllMiddle) {
+      float* sm = sc_.sm.data();
+      qk(qMid_, false, sm);
+      for (int r = 0; r < R_; r++) {
+        const float* row = sm + static_cast<size_t>(r) * kKT;
+        const float bias = sc_.rowMBias[r];
+        for (int c = 0; c < n; c++) pushTop(r, row[c] + bias, c0 + c);
+      }
+      return;
+    }
+    if (kind == Kind::AllGlobal) {
+      qk(qGlob_, false, S);
+      for (int r = 0; r < R_; r++) {
+        float* row = S + static_cast<size_t>(r) * kKT;
+        const float bias = sc_.rowGBias[r];
+        for (int c = 0; c < n; c++) row[c] += bias;
+        for (int c = n; c < Np; c++) row[c] = kNegInf;
+      }
+    } else if (kind == Kind::AllLocal) {
+      qk(qLoc, true, S);
+      for (int r = 0; r < R_; r++) {
+        float* row = S + static_cast<size_t>(r) * kKT;
+        if (P_.alibi) {
+          const double slope = sc_.rowSlope[r];
+          const int64_t i = sc_.rowI[r];
+          for (int c = 0; c < n; c++) row[c] += static_cast<float>(-slope * static_cast<double>(i - jp[c]));
+        }
+        for (int c = n; c < Np; c++) row[c] = kNegInf;
+      }
+    } else {
+      // Mixed: the logits each branch needs, then a per-(query, key) choice.
+      const float* baseLoc = S;
+      const float* baseGlob = S;
+      const float* baseMid = S;
+      if (!P_.rope) {
+        qk(qLoc, false, S);
+      } else {
+        if (anyLocal) qk(qLoc, true, S);
+        if (anyGlobal) {
+          qk(qGlob_, false, sc_.sg.data());
+          baseGlob = sc_.sg.data();
+        }
+        if (anyMiddle) {
+          qk(qMid_, false, sc_.sm.data());
+          baseMid = sc_.sm.data();
+        }
+      }
+      for (int r = 0; r < R_; r++) {
+        const size_t off = static_cast<size_t>(r) * kKT;
+        float* row = S + off;
+        const int8_t* cq = cls + sc_.rowQ[r] * kKT;
+        const int64_t i = sc_.rowI[r];
+        const double slope = sc_.rowSlope[r];
+        for (int c = 0; c < n; c++) {
+          switch (static_cast<Branch>(cq[c])) {
+            case Branch::Local:
+              row[c] = baseLoc[off + c] +
+                       (P_.alibi ? static_cast<float>(-slope * static_cast<double>(i - jp[c])) : 0.0f);
+              break;
+            case Branch::Global:
+              row[c] = baseGlob[off + c] + sc_.rowGBias[r];
+              break;
+            case Branch::Middle:
+              pushTop(r, baseMid[off + c] + sc_.rowMBias[r], c0 + c);
+              row[c] = kNegInf;
+              break;
+            default:
+              row[c] = kNegInf;
+              break;
+          }
+        }
+        for (int c = n; c < Np; c++) row[c] = kNegInf;
+      }
+      if (!anyLocal && !anyGlobal) return;
+    }
+
+    ops_.softmaxTile(S, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
+    float* vt = sc_.vt.data();
+    ops_.loadRows(p_.v, p_.kvType, P_.vStride, headOff, js, n, D, Dp, vt);
+    zeroRows(vt, n, Np);
+    ops_.gemm(R_, Dp, Np, S, kKT, vt, Dp, sc_.o.data(), Dp, true);
+  }
+
+  const Plan& P_;
+  const Problem& p_;
+  Scratch& sc_;
+  const KernelOps& ops_;
+  int nq_ = 0, nh_ = 0, R_ = 0;
+  bool rowKeys_ = false;
+  const float* qGlob_ = nullptr;
+  const float* qMid_ = nullptr;
+};
+
+// run() with key splits: combine the splits of each (block, KV head) and write the output.
+void mergePartials(const Plan& P, Scratch& sc) {
+  const Problem& p = *P.p;
+  const size_t rows = static_cast<size_t>(P.rowsMax);
+  const size_t kk = static_cast<size_t>(std::max(P.kEff, 1));
+  const int Dp = P.Dp;
+  std::vector<TopEntry>& merged = sc.plan.mergeTop;
+  float* O = sc.o.data();  // Dp floats; finalizeRow uses acc and tmpRow, not o
+  for (int64_t b = 0; b < P.nBlocks; b++) {
+    const Block& blk = P.blocks[b];
+    const int nq = blk.qEnd - blk.qBegin;
+    for (int g = 0; g < p.nHeadKV; g++) {
+      const int64_t item0 = (g * P.nBlocks + b) * P.nKS;  // nHS == 1 in run()
+      for (int r = 0; r < nq * P.G; r++) {
+        float M = kNegInf;
+        for (int ks = 0; ks < P.nKS; ks++) M = std::max(M, P.partial[((item0 + ks) * rows + r) * (Dp + 2) + Dp]);
+        std::fill(O, O + Dp, 0.0f);
+        float l = 0.0f;
+        merged.clear();
+        for (int ks = 0; ks < P.nKS; ks++) {
+          const size_t at = (item0 + ks) * rows + r;
+          const float* part = P.partial + at * (Dp + 2);
+          const float m = part[Dp];
+          if (m != kNegInf) {
+            const float w = std::exp(m - M);
+            for (int d = 0; d < Dp; d++) O[d] += w * part[d];
+            l += w * part[Dp + 1];
+          }
+          const TopEntry* t = P.partialTop + at * kk;
+          merged.insert(merged.end(), t, t + P.partialTopN[at]);
+        }
+        std::sort(merged.begin(), merged.end(), better);
+        const int cnt = static_cast<int>(std::min(merged.size(), static_cast<size_t>(P.kEff)));
+        const int qi = r / P.G;
+        const int h = g * P.G + r % P.G;
+        const int qIdx = P.qOrder[blk.qBegin + qi];
+        float* out = p.out + (static_cast<int64_t>(qIdx) * p.nHead + h) * P.D;
+        finalizeRow(P, sc, g, M, l, O, merged.data(), cnt, out);
+      }
+    }
+  }
+}
+
+const KernelOps& pickOps(const RunOptions& opts) {
+  if (!opts.forcePortable && cpuHasAvx2Fma()) return *avx2Ops();
+  return portableOps();
+}
+
+[[noreturn]] void fail(const std::string& msg) { throw InvalidArgument("lmi attention: " + msg); }
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+// *out = a * b for a, b >= 0; true when that overflows int64.
+bool mulOverflows(int64_t a, int64_t b, int64_t* out) {
+  if (a < 0 || b < 0 || (a != 0 && b > std::numeric_limits<int64_t>::max() / a)) return true;
+  *out = a * b;
+  return false;
+}
+
+std::string str(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+}  // namespace
+}  // namespace detail
+
+bool cpuHasAvx2Fma() {
+#if defined(LMI_X86_GNU)
+  static const bool has = [] {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    return (c & (1u << 29)) != 0;  // F16C
+  }();
+  return has && detail::avx2Ops() != nullptr;
+#else
+  return false;
+#endif
+}
+
+void validate(const Problem& p) {
+  using detail::fail;
+  using detail::kMaxPos;
+  using detail::str;
+  if (p.nQ <= 0) fail("nQ must be > 0 (got " + str(int64_t(p.nQ)) + ")");
+  if (p.nHead <= 0) fail("nHead must be > 0 (got " + str(int64_t(p.nHead)) + ")");
+  if (p.nHeadKV <= 0) fail("nHeadKV must be > 0 (got " + str(int64_t(p.nHeadKV)) + ")");
+  if (p.headDim <= 0) fail("headDim must be > 0 (got " + str(int64_t(p.headDim)) + ")");
+  if (p.headDim > detail::kMaxHeadDim)
+    fail("headDim must be <= " + str(int64_t(detail::kMaxHeadDim)) + " (got " + str(int64_t(p.headDim)) + ")");
+  if (p.nSlot < 0) fail("nSlot must be >= 0 (got " + str(p.nSlot) + ")");
+  if (p.nHead % p.nHeadKV != 0)
+    fail("nHead (" + str(int64_t(p.nHead)) + ") must be a multiple of nHeadKV (" + str(int64_t(p.nHeadKV)) + ")");
+
+  // Sizes: every element count and byte count must fit comfortably in int64 / size_t.
+  constexpr int64_t kMaxElems = int64_t(1) << 58;
+  int64_t qElems = 0;
+  if (detail::mulOverflows(p.nQ, p.nHead, &qElems) || detail::mulOverflows(qElems, p.headDim, &qElems) ||
+      qElems > kMaxElems)
+    fail("nQ * nHead * headDim is too large");
+  const int64_t kvRow = int64_t(p.nHeadKV) * p.headDim;
+  if (p.kvType != KVType::F32 && p.kvType != KVType::F16) fail("kvType must be F32 or F16");
+  auto checkStride = [&](int64_t stride, const char* name) {
+    if (stride < 0) fail(std::string(name) + " must be >= 0 (got " + str(stride) + ")");
+    if (stride != 0 && stride < kvRow)
+      fail(std::string(name) + " (" + str(stride) + ") must be 0 or >= nHeadKV * headDim (" + str(kvRow) + ")");
+    int64_t total = 0;
+    if (detail::mulOverflows(p.nSlot, stride ? stride : kvRow, &total) || total > kMaxElems)
+      fail(std::string("nSlot * ") + name + " is too large");
+  };
+  checkStride(p.kSlotStride, "kSlotStride");
+  checkStride(p.vSlotStride, "vSlotStride");
+
+  if (!p.q) fail("q is null");
+  if (!p.qPos) fail("qPos is null");
+  if (!p.out) fail("out is null");
+  if (p.nSlot > 0) {
+    if (!p.k) fail("k is null (nSlot > 0)");
+    if (!p.v) fail("v is null (nSlot > 0)");
+    if (!p.slotPos) fail("slotPos is null (nSlot > 0)");
+  }
+
+  if (!std::isfinite(p.scale) || !(p.scale > 0.0f)) fail("scale must be finite and > 0 (got " + str(double(p.scale)) + ")");
+
+  const PositionEncoding& pe = p.pe;
+  switch (pe.kind) {
+    case Encoding::None:
+      break;
+    case Encoding::Rope: {
+      if (pe.pairing != RopePairing::Normal && pe.pairing != RopePairing::NeoX)
+        fail("pe.pairing must be Normal or NeoX");
+      if (pe.rotaryDim < 0) fail("pe.rotaryDim must be >= 0 (got " + str(int64_t(pe.rotaryDim)) + ")");
+      if (pe.rotaryDim > p.headDim)
+        fail("pe.rotaryDim (" + str(int64_t(pe.rotaryDim)) + ") must be <= headDim (" + str(int64_t(p.headDim)) + ")");
+      const int rd = pe.rotaryDim ? pe.rotaryDim : p.headDim;
+      if (rd % 2 != 0)
+        fail("pe.rotaryDim must be even (got " + str(int64_t(rd)) + (pe.rotaryDim ? "" : ", from headDim") + ")");
+      if (!std::isfinite(pe.thetaBase) || !(pe.thetaBase > 0.0))
+        fail("pe.thetaBase must be finite and > 0 (got " + str(pe.thetaBase) + ")");
+      if (!std::isfinite(pe.freqScale) || !(pe.freqScale > 0.0))
+        fail("pe.freqScale must be finite and > 0 (got " + str(pe.freqScale) + ")");
+      break;
+    }
+    case Encoding::Alibi:
+      if (!pe.alibiSlopes) fail("pe.alibiSlopes is null (ALiBi needs nHead slopes)");
+      for (int h = 0; h < p.nHead; h++)
+        if (!std::isfinite(pe.alibiSlopes[h])) fail("pe.alibiSlopes[" + str(int64_t(h)) + "] is not finite");
+      break;
+    default:
+      fail("pe.kind must be None, Rope or Alibi");
+  }
+
+  const LambdaMask& m = p.mask;
+  if (m.nLocal <= 0) fail("mask.nLocal must be > 0 (got " + str(m.nLocal) + ")");
+  if (m.nLocal > kMaxPos) fail("mask.nLocal is too large (max 2^61)");
+  if (m.nGlobal < 0) fail("mask.nGlobal must be >= 0 (got " + str(m.nGlobal) + ")");
+  if (m.nGlobal > kMaxPos) fail("mask.nGlobal is too large (max 2^61)");
+  if (m.limitDistance < 0) fail("mask.limitDistance must be >= 0 (got " + str(m.limitDistance) + ")");
+  if (m.limitDistance > kMaxPos) fail("mask.limitDistance is too large (max 2^61)");
+  if (m.origin < -kMaxPos || m.origin > kMaxPos) fail("mask.origin is out of range (|origin| <= 2^61)");
+  if (p.topK.k < 0) fail("topK.k must be >= 0 (got " + str(int64_t(p.topK.k)) + ")");
+  if (p.topK.insertAt < 0) fail("topK.insertAt must be >= 0 (got " + str(p.topK.insertAt) + ")");
+  if (p.topK.insertAt > kMaxPos) fail("topK.insertAt is too large (max 2^61)");
+
+  for (int i = 0; i < p.nQ; i++) {
+    const int64_t pos = p.qPos[i];
+    if (pos < 0) fail("qPos[" + str(int64_t(i)) + "] must be >= 0 (got " + str(pos) + ")");
+    if (pos > kMaxPos) fail("qPos[" + str(int64_t(i)) + "] is too large (max 2^61)");
+  }
+  for (int64_t s = 0; s < p.nSlot; s++) {
+    const int64_t pos = p.slotPos[s];
+    if (pos < -1) fail("slotPos[" + str(s) + "] must be >= 0, or -1 for an empty slot (got " + str(pos) + ")");
+    if (pos > kMaxPos) fail("slotPos[" + str(s) + "] is too large (max 2^61)");
+  }
+}
+
+void run(const Problem& p, const RunOptions& opts) {
+  using namespace detail;
+  validate(p);
+  const KernelOps& ops = pickOps(opts);
+  Lease main;
+  Plan P;
+  buildPlan(p, &ops, 0, main->plan, P);
+  const int64_t nItems = P.nItems;
+  std::atomic<int64_t> next{0};
+  // Items in reverse order: the last query blocks are the most expensive under vanilla.
+  auto work = [&](Scratch& sc) {
+    Worker w(P, sc);
+    for (;;) {
+      const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= nItems) break;
+      w.run(nItems - 1 - t);
+    }
+  };
+  // Starting a thread costs tens of microseconds: small calls (a short decode) stay inline.
+  const int64_t byWork = static_cast<int64_t>(P.flops / kFlopsPerThread) + 1;
+  const int nw = static_cast<int>(std::min<int64_t>({std::max(opts.threads, 1), nItems, byWork}));
+  if (nw == 1) {
+    work(*main);
+  } else {
+    std::vector<std::thread> threads;
+    std::vector<std::exception_ptr> errors(nw);
+    threads.reserve(nw - 1);
+    for (int t = 1; t < nw; t++) {
+      try {
+        threads.emplace_back([&, t] {
+          try {
+            Lease lease;
+            work(*lease);
+          } catch (...) {
+            errors[t] = std::current_exception();
+          }
+        });
+      } catch (...) {
+        break;  // could not start a thread: the others (and this one) take its items
+      }
+    }
+    try {
+      work(*main);
+    } catch (...) {
+      errors[0] = std::current_exception();
+      next.store(nItems);
+    }
+    for (auto& th : threads) th.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+  }
+  if (P.nKS > 1) {
+    main->ensure(P);
+    mergePartials(P, *main);
+  }
+}
+
+void runPartition(const Problem& p, int ith, int nth, const RunOptions& opts) {
+  using namespace detail;
+  if (nth < 1) fail("runPartition: nth must be >= 1 (got " + str(int64_t(nth)) + ")");
+  if (ith < 0 || ith >= nth)
+    fail("runPartition: ith must be in [0, nth) (got " + str(int64_t(ith)) + " of " + str(int64_t(nth)) + ")");
+  const KernelOps& ops = pickOps(opts);
+  Lease lease;
+  Plan P;
+  buildPlan(p, &ops, nth, lease->plan, P);
+  Worker w(P, *lease);
+  for (int64_t t = ith; t < P.nItems; t += nth) w.run(t);
+}
+
+}  // namespace lmi::attn

@@ -1,0 +1,46 @@
+// The tile-level primitives the attention driver is built on. Two implementations:
+// portable C++ (kernels_portable.cpp) and AVX2/FMA/F16C (kernels_avx2.cpp), picked at
+// runtime. Every primitive treats rows independently and in a fixed order, so a row's
+// result never depends on which other rows share the call (runPartition relies on it).
+#pragma once
+#include <cstdint>
+
+#include "lmi/attention.h"
+
+namespace lmi::attn::detail {
+
+struct KernelOps {
+  // C[M][N] = (accumulate ? C : 0) + A[M][K] * B[K][N]; row-major, N % 8 == 0.
+  // Each C element is summed over k in increasing order.
+  void (*gemm)(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+               bool accumulate);
+
+  // C[M][N] = A[M][K] * B[N][K]^T (B row-major, one row per key); K % 8 == 0, N % 4 == 0.
+  // Each C element is a fixed-pattern sum over k: for blocks with few rows (decode), where
+  // transposing the keys would cost as much as the product.
+  void (*gemmNT)(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc);
+
+  // dst[r][0..D) = row r of K or V (f32 or f16) for slot slots[r], KV head offset headOff
+  // (elements); dst[r][D..Dp) = 0. r < n.
+  void (*loadRows)(const void* base, KVType type, int64_t slotStride, int64_t headOff, const int64_t* slots,
+                   int n, int D, int Dp, float* dst);
+
+  // y = R(sign * p) x for the pair cosines C[rd/2] and sines S[rd/2] of distance p >= 0
+  // (see rope_table.h); y[rd..Dp) = x[rd..Dp).
+  void (*rotate)(const float* x, float* y, int rd, int Dp, RopePairing pairing, const float* C, const float* S,
+                 float sign);
+
+  // dst[c][r] = src[r][c] for r < rows, c < cols; rows and cols are multiples of 8.
+  void (*transpose)(const float* src, int lds, int rows, int cols, float* dst, int ldd);
+
+  // Online softmax step over one tile of logits S[R][N] (N % 8 == 0, -inf = masked):
+  // per row, raise the running max m if needed (scaling l and O[r][0..Dp) by exp(old - new)),
+  // overwrite S with exp(S - m) and add the row sum to l. Rows that are all -inf become 0.
+  void (*softmaxTile)(float* S, int ldS, int R, int N, float* m, float* l, float* O, int ldO, int Dp);
+};
+
+const KernelOps& portableOps();
+// nullptr when this build or CPU has no AVX2/FMA/F16C path.
+const KernelOps* avx2Ops();
+
+}  // namespace lmi::attn::detail

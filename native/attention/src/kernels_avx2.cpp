@@ -1,0 +1,279 @@
+// AVX2 + FMA + F16C implementation of the tile primitives. Compiled with per-function
+// target attributes (no global -mavx2), selected at runtime by cpuHasAvx2Fma().
+#include "kernels.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "half.h"
+
+#define LMI_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace lmi::attn::detail {
+namespace {
+
+// C block of RB rows x NB*8 columns, summed over k in order with one FMA per term.
+template <int RB, int NB>
+LMI_AVX2 inline void microKernel(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                                 bool accumulate) {
+  // Fully unrolled so that the accumulators live in registers.
+  __m256 acc[RB][NB];
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NB; v++)
+      acc[r][v] = accumulate ? _mm256_loadu_ps(C + static_cast<int64_t>(r) * ldc + 8 * v) : _mm256_setzero_ps();
+  for (int k = 0; k < K; k++) {
+    __m256 b[NB];
+    const float* brow = B + static_cast<int64_t>(k) * ldb;
+#pragma GCC unroll 4
+    for (int v = 0; v < NB; v++) b[v] = _mm256_loadu_ps(brow + 8 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; r++) {
+      const __m256 a = _mm256_broadcast_ss(A + static_cast<int64_t>(r) * lda + k);
+#pragma GCC unroll 4
+      for (int v = 0; v < NB; v++) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NB; v++) _mm256_storeu_ps(C + static_cast<int64_t>(r) * ldc + 8 * v, acc[r][v]);
+}
+
+template <int NB>
+LMI_AVX2 inline void gemmColumns(int M, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                                 bool accumulate) {
+  int r = 0;
+  for (; r + 6 <= M; r += 6)
+    microKernel<6, NB>(K, A + static_cast<int64_t>(r) * lda, lda, B, ldb, C + static_cast<int64_t>(r) * ldc, ldc,
+                       accumulate);
+  const float* a = A + static_cast<int64_t>(r) * lda;
+  float* c = C + static_cast<int64_t>(r) * ldc;
+  switch (M - r) {
+    case 5: microKernel<5, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    case 4: microKernel<4, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    case 3: microKernel<3, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    case 2: microKernel<2, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    case 1: microKernel<1, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    default: break;
+  }
+}
+
+LMI_AVX2 void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                   bool accumulate) {
+  int n = 0;
+  for (; n + 16 <= N; n += 16) gemmColumns<2>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate);
+  for (; n + 8 <= N; n += 8) gemmColumns<1>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate);
+}
+
+// RB rows x 4 keys: 8-lane partial sums over k, then one fixed horizontal reduction.
+template <int RB>
+LMI_AVX2 inline void dotBlock(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+  __m256 acc[RB][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) acc[r][j] = _mm256_setzero_ps();
+  for (int k = 0; k < K; k += 8) {
+    __m256 b[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) b[j] = _mm256_loadu_ps(B + static_cast<int64_t>(j) * ldb + k);
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+      const __m256 a = _mm256_loadu_ps(A + static_cast<int64_t>(r) * lda + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) acc[r][j] = _mm256_fmadd_ps(a, b[j], acc[r][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < RB; r++) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][0], acc[r][1]), _mm256_hadd_ps(acc[r][2], acc[r][3]));
+    _mm_storeu_ps(C + static_cast<int64_t>(r) * ldc,
+                  _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
+}
+
+LMI_AVX2 void gemmNT(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+  for (int n = 0; n < N; n += 4) {
+    const float* b = B + static_cast<int64_t>(n) * ldb;
+    int r = 0;
+    for (; r + 2 <= M; r += 2)
+      dotBlock<2>(K, A + static_cast<int64_t>(r) * lda, lda, b, ldb, C + static_cast<int64_t>(r) * ldc + n, ldc);
+    if (r < M) dotBlock<1>(K, A + static_cast<int64_t>(r) * lda, lda, b, ldb, C + static_cast<int64_t>(r) * ldc + n, ldc);
+  }
+}
+
+LMI_AVX2 void loadRows(const void* base, KVType type, int64_t slotStride, int64_t headOff, const int64_t* slots,
+                       int n, int D, int Dp, float* dst) {
+  for (int r = 0; r < n; r++) {
+    float* d = dst + static_cast<int64_t>(r) * Dp;
+    const int64_t off = slots[r] * slotStride + headOff;
+    int i = 0;
+    if (type == KVType::F32) {
+      const float* s = static_cast<const float*>(base) + off;
+      for (; i + 8 <= D; i += 8) _mm256_storeu_ps(d + i, _mm256_loadu_ps(s + i));
+      for (; i < D; i++) d[i] = s[i];
+    } else {
+      const uint16_t* s = static_cast<const uint16_t*>(base) + off;
+      for (; i + 8 <= D; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+      for (; i < D; i++) d[i] = halfToFloat(s[i]);
+    }
+    for (; i < Dp; i++) d[i] = 0.0f;
+  }
+}
+
+LMI_AVX2 void rotate(const float* x, float* y, int rd, int Dp, RopePairing pairing, const float* C, const float* S,
+                     float sign) {
+  const int half = rd / 2;
+  const __m256 sg = _mm256_set1_ps(sign);
+  int k = 0;  // pairs done
+  if (pairing == RopePairing::NeoX) {
+    for (; k + 8 <= half; k += 8) {
+      const __m256 a = _mm256_loadu_ps(x + k);
+      const __m256 b = _mm256_loadu_ps(x + k + half);
+      const __m256 c = _mm256_loadu_ps(C + k);
+      const __m256 s = _mm256_mul_ps(sg, _mm256_loadu_ps(S + k));
+      _mm256_storeu_ps(y + k, _mm256_fnmadd_ps(b, s, _mm256_mul_ps(a, c)));
+      _mm256_storeu_ps(y + k + half, _mm256_fmadd_ps(a, s, _mm256_mul_ps(b, c)));
+    }
+    for (; k < half; k++) {
+      const float c = C[k], s = sign * S[k];
+      const float a = x[k], b = x[k + half];
+      y[k] = a * c - b * s;
+      y[k + half] = b * c + a * s;
+    }
+  } else {
+    for (; k + 4 <= half; k += 4) {  // 4 pairs = 8 dims
+      const __m128 c4 = _mm_loadu_ps(C + k);
+      const __m128 s4 = _mm_loadu_ps(S + k);
+      const __m256 c = _mm256_set_m128(_mm_unpackhi_ps(c4, c4), _mm_unpacklo_ps(c4, c4));
+      const __m256 s = _mm256_mul_ps(sg, _mm256_set_m128(_mm_unpackhi_ps(s4, s4), _mm_unpacklo_ps(s4, s4)));
+      const __m256 v = _mm256_loadu_ps(x + 2 * k);
+      const __m256 partner = _mm256_permute_ps(v, 0xB1);  // swap within each pair
+      // even lanes: x c - partner s; odd lanes: x c + partner s
+      _mm256_storeu_ps(y + 2 * k, _mm256_addsub_ps(_mm256_mul_ps(v, c), _mm256_mul_ps(partner, s)));
+    }
+    for (; k < half; k++) {
+      const float c = C[k], s = sign * S[k];
+      const float a = x[2 * k], b = x[2 * k + 1];
+      y[2 * k] = a * c - b * s;
+      y[2 * k + 1] = b * c + a * s;
+    }
+  }
+  for (int i = rd; i < Dp; i++) y[i] = x[i];
+}
+
+LMI_AVX2 void transpose(const float* src, int lds, int rows, int cols, float* dst, int ldd) {
+  for (int r0 = 0; r0 < rows; r0 += 8) {
+    for (int c0 = 0; c0 < cols; c0 += 8) {
+      const float* s = src + static_cast<int64_t>(r0) * lds + c0;
+      __m256 r[8];
+      for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + static_cast<int64_t>(i) * lds);
+      __m256 t[8], u[8];
+      for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+      }
+      for (int i = 0; i < 2; i++) {
+        u[4 * i + 0] = _mm256_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+      }
+      float* d = dst + static_cast<int64_t>(c0) * ldd + r0;
+      for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(d + static_cast<int64_t>(i) * ldd, _mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+        _mm256_storeu_ps(d + static_cast<int64_t>(i + 4) * ldd, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
+      }
+    }
+  }
+}
+
+// exp(x) for x <= 0 (the only inputs softmax gives it): Cody-Waite reduction to
+// |r| <= ln2/2, then the degree-7 Taylor polynomial (relative error ~1e-7).
+LMI_AVX2 inline __m256 expNonPositive(__m256 x) {
+  const __m256 lowest = _mm256_set1_ps(-87.0f);
+  const __m256 underflow = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);  // also true for -inf
+  x = _mm256_max_ps(x, lowest);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256 res = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(underflow, res);
+}
+
+LMI_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+LMI_AVX2 inline float hmax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+LMI_AVX2 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, float* O, int ldO, int Dp) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int r = 0; r < R; r++) {
+    float* s = S + static_cast<int64_t>(r) * ldS;
+    __m256 vmax = _mm256_set1_ps(ninf);
+    for (int c = 0; c < N; c += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + c));
+    const float tmax = hmax(vmax);
+    if (tmax == ninf) {
+      for (int c = 0; c < N; c += 8) _mm256_storeu_ps(s + c, _mm256_setzero_ps());
+      continue;
+    }
+    if (tmax > m[r]) {
+      const float alpha = m[r] == ninf ? 0.0f : std::exp(m[r] - tmax);
+      const __m256 va = _mm256_set1_ps(alpha);
+      float* o = O + static_cast<int64_t>(r) * ldO;
+      for (int d = 0; d < Dp; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(va, _mm256_loadu_ps(o + d)));
+      l[r] *= alpha;
+      m[r] = tmax;
+    }
+    const __m256 vm = _mm256_set1_ps(m[r]);
+    __m256 sum = _mm256_setzero_ps();
+    for (int c = 0; c < N; c += 8) {
+      const __m256 e = expNonPositive(_mm256_sub_ps(_mm256_loadu_ps(s + c), vm));
+      _mm256_storeu_ps(s + c, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    l[r] += hsum(sum);
+  }
+}
+
+const KernelOps kAvx2 = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile};
+
+}  // namespace
+
+const KernelOps* avx2Ops() { return &kAvx2; }
+
+}  // namespace lmi::attn::detail
+
+#else  // not x86, or a compiler without GCC-style target attributes: portable path only
+
+namespace lmi::attn::detail {
+const KernelOps* avx2Ops() { return nullptr; }
+}  // namespace lmi::attn::detail
+
+#endif

@@ -1,0 +1,59 @@
+// Cached RoPE rotation coefficients for relative distances.
+//
+// For a distance p >= 0 and pair k (k < rotaryDim/2) the table gives cos(a_k) and
+// sin(a_k), a_k = p * freqScale * thetaBase^(-2k/rotaryDim). R(p) turns pair (x, y)
+// (Normal: dims 2k, 2k+1; NeoX: dims k, k + rotaryDim/2) into
+// (x cos - y sin, x sin + y cos); R(-p) uses -sin. Every angle is an int64 distance
+// converted to double and multiplied in double; only the final cos/sin are rounded to float.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+
+namespace lmi::attn::detail {
+
+class RopeTable {
+ public:
+  // Distances [0, kLo) are read from the low table; [kLo, kLo * kHi) combine one
+  // low and one high row (angle addition, in float); larger ones use sin/cos directly.
+  static constexpr int64_t kLo = 4096;
+  static constexpr int64_t kHi = 1024;
+  static constexpr int64_t kChunk = 256;  // rows built together, on first use
+
+  RopeTable(double thetaBase, double freqScale, int rotaryDim);
+  ~RopeTable();
+  RopeTable(const RopeTable&) = delete;
+  RopeTable& operator=(const RopeTable&) = delete;
+
+  int rotaryDim() const { return rd_; }
+  bool matches(double thetaBase, double freqScale, int rotaryDim) const {
+    return thetaBase == theta_ && freqScale == freq_ && rotaryDim == rd_;
+  }
+
+  // cos and sin of every pair's angle for distance p >= 0: *C and *S point to rotaryDim/2
+  // floats each, either inside the table or inside tmp (rotaryDim floats, the caller's).
+  void coeffs(int64_t p, const float** C, const float** S, float* tmp) const;
+
+  // Direct double-precision values (also what the table rows hold).
+  void direct(int64_t p, float* C, float* S) const;
+
+ private:
+  const float* row(int level, int64_t idx) const;  // level 0: distance idx, 1: idx * kLo
+
+  double theta_, freq_;
+  int rd_, half_;
+  std::vector<double> invFreq_;   // [rd/2] freqScale * thetaBase^(-2k/rd)
+  static constexpr int64_t kLoChunks = kLo / kChunk;
+  static constexpr int64_t kHiChunks = kHi / kChunk;
+  mutable std::atomic<float*> lo_[kLoChunks];
+  mutable std::atomic<float*> hi_[kHiChunks];
+  mutable std::mutex buildMu_;
+};
+
+// A shared table for these parameters (built lazily, kept in a small process-wide cache).
+std::shared_ptr<const RopeTable> ropeTable(double thetaBase, double freqScale, int rotaryDim);
+
+}  // namespace lmi::attn::detail

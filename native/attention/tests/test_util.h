@@ -1,0 +1,156 @@
+// Small helpers shared by the attention tests: a fixed-seed RNG, a check macro,
+// and a self-contained problem (owning its buffers) with a random generator.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "lmi/attention.h"
+#include "reference.h"
+
+namespace lmi::attn::test {
+
+inline int& failures() {
+  static int n = 0;
+  return n;
+}
+
+#define LMI_CHECK(cond, ...)                                                  \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+      std::fprintf(stderr, __VA_ARGS__);                                      \
+      std::fprintf(stderr, "\n");                                             \
+      ::lmi::attn::test::failures()++;                                        \
+    }                                                                         \
+  } while (0)
+
+inline int finish(const char* name) {
+  if (failures()) {
+    std::fprintf(stderr, "%s: %d check(s) failed\n", name, failures());
+    return 1;
+  }
+  std::printf("%s: ok\n", name);
+  return 0;
+}
+
+// splitmix64: small, fixed-seed, identical everywhere.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed) {}
+  uint64_t next() {
+    uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  int64_t range(int64_t lo, int64_t hi) {  // inclusive
+    return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1));
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }
+  float sym() { return static_cast<float>(2.0 * uniform() - 1.0); }
+  bool coin(double p = 0.5) { return uniform() < p; }
+  template <class T>
+  const T& pick(const std::vector<T>& v) {
+    return v[static_cast<size_t>(range(0, static_cast<int64_t>(v.size()) - 1))];
+  }
+  template <class T>
+  void shuffle(std::vector<T>& v) {
+    for (size_t i = v.size(); i > 1; i--) std::swap(v[i - 1], v[static_cast<size_t>(range(0, i - 1))]);
+  }
+
+ private:
+  uint64_t s_;
+};
+
+// A problem that owns its data. problem() returns a Problem pointing into it.
+struct Case {
+  int nQ = 1, nHead = 1, nHeadKV = 1, headDim = 8;
+  KVType kvType = KVType::F32;
+  int64_t kStride = 0, vStride = 0;  // 0 = dense
+  PositionEncoding pe;
+  LambdaMask mask;
+  TopKMiddle topK;
+  float scale = 1.0f;
+  std::vector<float> q, kf, vf, slopes, out;
+  std::vector<uint16_t> kh, vh;
+  std::vector<int64_t> slotPos, qPos;
+  std::string what;
+
+  int64_t nSlot() const { return static_cast<int64_t>(slotPos.size()); }
+  int64_t row() const { return static_cast<int64_t>(nHeadKV) * headDim; }
+
+  // Fills q, k, v with values in [-1, 1] (k and v rounded to f16 when kvType is F16).
+  void fill(Rng& rng) {
+    q.resize(static_cast<size_t>(nQ) * nHead * headDim);
+    for (auto& x : q) x = rng.sym();
+    const int64_t ks = kStride ? kStride : row(), vs = vStride ? vStride : row();
+    const size_t kn = static_cast<size_t>(nSlot() * ks), vn = static_cast<size_t>(nSlot() * vs);
+    kf.assign(kn, 0.0f);
+    vf.assign(vn, 0.0f);
+    for (auto& x : kf) x = rng.sym();
+    for (auto& x : vf) x = rng.sym();
+    if (kvType == KVType::F16) {
+      kh.resize(kn);
+      vh.resize(vn);
+      for (size_t i = 0; i < kn; i++) kh[i] = ref::floatToHalf(kf[i]);
+      for (size_t i = 0; i < vn; i++) vh[i] = ref::floatToHalf(vf[i]);
+    }
+    if (pe.kind == Encoding::Alibi) {
+      slopes.resize(nHead);
+      for (int h = 0; h < nHead; h++) slopes[h] = std::pow(2.0f, -8.0f * (h + 1) / nHead);
+    }
+    out.assign(q.size(), NAN);
+  }
+
+  Problem problem() {
+    Problem p;
+    p.nQ = nQ;
+    p.nHead = nHead;
+    p.nHeadKV = nHeadKV;
+    p.headDim = headDim;
+    p.nSlot = nSlot();
+    p.q = q.data();
+    p.k = kvType == KVType::F16 ? static_cast<const void*>(kh.data()) : kf.data();
+    p.v = kvType == KVType::F16 ? static_cast<const void*>(vh.data()) : vf.data();
+    p.kvType = kvType;
+    p.kSlotStride = kStride;
+    p.vSlotStride = vStride;
+    p.slotPos = slotPos.data();
+    p.qPos = qPos.data();
+    p.scale = scale;
+    p.pe = pe;
+    if (pe.kind == Encoding::Alibi) p.pe.alibiSlopes = slopes.data();
+    p.mask = mask;
+    p.topK = topK;
+    p.out = out.data();
+    return p;
+  }
+};
+
+// Max |a - b| over rows not flagged in skip ([nQ * nHead], may be empty).
+inline double maxDiff(const std::vector<float>& a, const std::vector<float>& b, int headDim,
+                      const std::vector<uint8_t>& skip = {}) {
+  double m = 0.0;
+  for (size_t i = 0; i < a.size(); i++) {
+    if (!skip.empty() && skip[i / headDim]) continue;
+    const double d = std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i]));
+    if (std::isnan(d)) return INFINITY;  // a NaN anywhere is a failure
+    m = std::max(m, d);
+  }
+  return m;
+}
+
+inline bool bitEqual(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) {
+           return std::memcmp(&x, &y, sizeof x) == 0;
+         });
+}
+
+}  // namespace lmi::attn::test

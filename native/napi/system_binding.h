@@ -1,0 +1,7 @@
+#pragma once
+#include <napi.h>
+
+namespace lmi::napi {
+// systemInfo() -> { ggmlVersion, ggmlCommit, cpu: {...}, attentionSimd }
+Napi::Value SystemInfo(const Napi::CallbackInfo& info);
+}  // namespace lmi::napi

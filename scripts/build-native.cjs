@@ -92,8 +92,14 @@ async function withLock(buildDir, fn) {
 /**
  * Builds the addon into buildDir and resolves with the path of the .node file.
  * onLine receives each line of build output (for progress); the last lines are kept for the error message.
+ * tests: also build the C++ tests and benchmarks (a development checkout; the published package has no bench/).
  */
-async function buildAddon({ buildDir = defaultBuildDir(), onLine = () => {}, ifMissing = false } = {}) {
+async function buildAddon({
+  buildDir = defaultBuildDir(),
+  onLine = () => {},
+  ifMissing = false,
+  tests = process.env.LMI_BUILD_TESTS === 'ON',
+} = {}) {
   return withLock(buildDir, async () => {
     const addon = addonPathIn(buildDir);
     if (ifMissing && fs.existsSync(addon)) return addon;
@@ -106,7 +112,7 @@ async function buildAddon({ buildDir = defaultBuildDir(), onLine = () => {}, ifM
       '--parallel', String(Math.max(1, os.availableParallelism ? os.availableParallelism() : os.cpus().length)),
       `--CDGGML_SOURCE_DIR=${resolveGgmlSource()}`,
       `--CDNODE_ADDON_API_DIR=${addonApiDir.replace(/^"|"$/g, '')}`,
-      `--CDLMI_BUILD_TESTS=${process.env.LMI_BUILD_TESTS === 'OFF' ? 'OFF' : 'ON'}`,
+      `--CDLMI_BUILD_TESTS=${tests ? 'ON' : 'OFF'}`,
     ];
     if (process.env.LMI_CUDA) args.push(`--CDLMI_CUDA=${process.env.LMI_CUDA}`);
     const tail = [];
@@ -139,6 +145,7 @@ module.exports = { buildAddon, defaultBuildDir, cacheBuildDir, addonPathIn, isWr
 
 if (require.main === module) {
   const ifMissing = process.argv.includes('--if-missing');
+  const tests = process.argv.includes('--tests') || process.env.LMI_BUILD_TESTS === 'ON';
   const outIndex = process.argv.indexOf('--out');
   const buildDir = outIndex > 0 ? path.resolve(process.argv[outIndex + 1]) : defaultBuildDir();
   const copyIndex = process.argv.indexOf('--copy-to');
@@ -148,6 +155,7 @@ if (require.main === module) {
   buildAddon({
     buildDir,
     ifMissing,
+    tests,
     onLine: (line) => {
       if (verbose || /^\[\s*\d+%\]|error|warning: unused/i.test(line)) process.stderr.write(`  ${line}\n`);
     },

@@ -1,7 +1,7 @@
 import assert from 'node:assert';
 import { attention, systemInfo } from 'lm-infinite';
 
-const v = Float32Array.from({ length: 8 }, (_, d) => -d);
+const v = Float32Array.from({ length: 8 }, (_, d) => -(d + 1));
 const out = await attention({
   q: new Float32Array(8).fill(1), k: new Float32Array(8).fill(1), v,
   nHead: 1, nHeadKV: 1, headDim: 8, slotPositions: [0], queryPositions: [2 ** 40],

@@ -12,7 +12,7 @@ export default defineConfig([
     outExtension: ({ format }) => ({ js: format === 'cjs' ? '.cjs' : '.mjs' }),
   },
   {
-    entry: { cli: 'lib/cli.ts' },
+    entry: { cli: 'lib/cli/main.ts' },
     format: ['cjs'],
     shims: true,
     sourcemap: true,

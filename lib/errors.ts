@@ -65,8 +65,9 @@ export class NativeError extends LmiError {
 
 /** A session or model was used after dispose(). */
 export class DisposedError extends LmiError {
-  constructor(what: string) {
-    super('DISPOSED', `${what} has been disposed and cannot be used any more`);
+  /** `what` names the object ("session", "model"); `options.message` replaces the whole message. */
+  constructor(what: string, options?: { message?: string; cause?: unknown }) {
+    super('DISPOSED', options?.message ?? `${what} has been disposed and cannot be used any more`, options);
   }
 }
 

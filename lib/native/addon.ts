@@ -2,7 +2,15 @@ import { existsSync } from 'fs';
 import { createRequire } from 'module';
 import * as path from 'path';
 
-import { LmiError, InvalidArgumentError, NativeBuildError, NativeError } from '../errors';
+import {
+  DisposedError,
+  GgufFormatError,
+  InvalidArgumentError,
+  LmiError,
+  NativeBuildError,
+  NativeError,
+  UnsupportedError,
+} from '../errors';
 import type { NativeAddon } from './types';
 
 /** The folder holding lm-infinite's package.json, from the source tree (lib/native) or the bundle (dist). */
@@ -86,7 +94,7 @@ function requireAddon(file: string): NativeAddon {
   } catch (err) {
     throw new NativeBuildError(
       `cannot load the native addon at ${file}: ${(err as Error).message}. ` +
-        'Rebuild it with `npx lm-infinite-build` or remove the file to have it rebuilt on next use.',
+        'Remove the file to have it rebuilt on next use, or rebuild it with `node scripts/build-native.cjs` in the package folder.',
       { cause: err },
     );
   }
@@ -97,8 +105,18 @@ export function fromNativeError(err: unknown): Error {
   if (err instanceof LmiError) return err;
   const e = err as { code?: string; message?: string };
   const message = e?.message ?? String(err);
-  if (e?.code === 'INVALID_ARGUMENT') return new InvalidArgumentError(message, { cause: err });
-  return new NativeError(message, { cause: err });
+  switch (e?.code) {
+    case 'INVALID_ARGUMENT':
+      return new InvalidArgumentError(message, { cause: err });
+    case 'UNSUPPORTED':
+      return new UnsupportedError(message, { cause: err });
+    case 'GGUF_FORMAT':
+      return new GgufFormatError(message, { cause: err });
+    case 'DISPOSED':
+      return new DisposedError('native object', { message, cause: err });
+    default:
+      return new NativeError(message, { cause: err });
+  }
 }
 
 /** Calls into the addon, converting both synchronous throws and rejections into typed errors. */

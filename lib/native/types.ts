@@ -35,7 +35,7 @@ export interface NativeSystemInfo {
   attentionSimd: 'avx2+fma' | 'portable';
 }
 
-export interface NativeAddon {
+export interface NativeAddon extends NativeEngine {
   /** Validates synchronously (throws with code INVALID_ARGUMENT), computes on a worker thread. */
   attention(args: NativeAttentionArgs): Promise<Float32Array>;
   /** The C++ rule (lambda_rule.h) for pairs (i[n], j[n]): 0 masked, 1 local, 2 global, 3 middle. For cross-checks. */
@@ -44,3 +44,103 @@ export interface NativeAddon {
   systemInfo(): NativeSystemInfo;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The model engine (issue: loader, tokenizers, engine, ring-buffer sessions).
+// TypeScript reads the GGUF (lib/gguf), decides the hyperparameters and hands native a complete
+// description; native mmaps the file, builds the ggml forward pass and owns K/V memory.
+// TypeScript owns the slot table (lib/cache): which slot each token takes and every slot's position.
+
+export type NativeArchitecture = 'llama' | 'qwen2' | 'gptneox' | 'mpt';
+
+export interface NativeHyperparameters {
+  nVocab: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKV: number;
+  headDim: number;
+  nFF: number;
+  /** RMSNorm (llama, qwen2) or LayerNorm (gptneox, mpt) epsilon. */
+  normEps: number;
+  /** Training context length (`<arch>.context_length`). */
+  contextLength: number;
+  /** RoPE models: theta base, position multiplier, rotated dims, pairing. Ignored for ALiBi models. */
+  ropeTheta: number;
+  ropeFreqScale: number;
+  rotaryDim: number;
+  ropePairing: 'normal' | 'neox';
+  /** gptneox: attention and MLP read the same input (parallel residual). */
+  parallelResidual: boolean;
+  /** mpt: ALiBi bias max (slopes m_h = 2^(-alibiBiasMax * (h+1) / nHead) for power-of-two nHead), clamp of QKV (0 = none). */
+  alibiBiasMax: number;
+  clampKQV: number;
+}
+
+export interface NativeTensorSpec {
+  name: string;
+  /** ggml type number (GgmlType). */
+  type: number;
+  /** ggml order: dims[0] is the row length. */
+  dims: number[];
+  /** Absolute byte offset in the file. */
+  offset: number;
+  byteLength: number;
+}
+
+export interface NativeModelSpec {
+  path: string;
+  arch: NativeArchitecture;
+  hparams: NativeHyperparameters;
+  tensors: NativeTensorSpec[];
+  /** Default compute threads for contexts of this model. */
+  threads: number;
+}
+
+export interface NativeContextOptions {
+  /** Slots of the ring-buffer cache (nGlobal + nLocal + one chunk, or the vanilla maximum). */
+  nSlot: number;
+  /** Extra archive slots for layers >= topKFromLayer (top-k middle attention); 0 when top-k is off. */
+  nArchive: number;
+  topKFromLayer: number;
+  kvType: 'f16' | 'f32';
+  /** Largest number of tokens one eval() may carry. */
+  maxBatch: number;
+  threads: number;
+}
+
+export interface NativeEvalBatch {
+  /** Token ids, n entries. */
+  tokens: Int32Array;
+  /** Absolute position of each token. */
+  positions: BigInt64Array;
+  /** Slot each token's K/V is written to (0 <= slot < nSlot). */
+  slots: Int32Array;
+  /** Copies [src0, dst0, src1, dst1, ...] of K/V from ring slots to archive slots (>= nSlot), done before writing. */
+  archiveCopies: Int32Array;
+  /** Every slot's position after this batch is written (nSlot + nArchive entries; -1 empty). */
+  slotPositions: BigInt64Array;
+  mask: { lambda: boolean; origin: number; nGlobal: number; nLocal: number; limitDistance: number };
+  topK: { k: number; insertAt: number };
+  /** Which rows of logits to return: all tokens, the last one, or none. */
+  logits: 'all' | 'last' | 'none';
+}
+
+export interface NativeContext {
+  /** Runs the batch on a worker thread; resolves with logits [rows][nVocab] (empty when logits is 'none'). */
+  eval(batch: NativeEvalBatch): Promise<Float32Array>;
+  /** Bytes of K/V (and archive) memory this context holds. */
+  kvBytes(): number;
+  dispose(): void;
+}
+
+export interface NativeModel {
+  createContext(options: NativeContextOptions): NativeContext;
+  /** Bytes of weights mapped. */
+  weightBytes(): number;
+  dispose(): void;
+}
+
+export interface NativeEngine {
+  /** mmaps the file, checks every tensor against the file and the architecture, builds the weights; off the event loop. */
+  loadModel(spec: NativeModelSpec): Promise<NativeModel>;
+}

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "attention_binding.h"
+#include "model_binding.h"
 #include "system_binding.h"
 
 namespace {
@@ -9,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New(env, lmi::napi::Attention, "attention"));
   exports.Set("classify", Napi::Function::New(env, lmi::napi::Classify, "classify"));
   exports.Set("cpuHasAvx2Fma", Napi::Function::New(env, lmi::napi::CpuHasAvx2Fma, "cpuHasAvx2Fma"));
+  exports.Set("loadModel", Napi::Function::New(env, lmi::napi::LoadModel, "loadModel"));
   exports.Set("systemInfo", Napi::Function::New(env, lmi::napi::SystemInfo, "systemInfo"));
   return exports;
 }

@@ -1,0 +1,131 @@
+// The model engine: GGUF weights mmapped and wrapped as ggml tensors, one forward-pass builder
+// per architecture, and contexts that own K/V memory and run batches through the Λ kernel.
+// A plain C++ library (no N-API). TypeScript reads the GGUF and hands over a complete
+// description (ModelSpec); it also owns the slot table, so every batch names the slot each
+// token's K/V goes to and the position every slot holds.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "lmi/attention.h"
+
+namespace lmi::engine {
+
+// The codes match lib/errors.ts (LmiErrorCode).
+enum class ErrorCode { InvalidArgument, Unsupported, GgufFormat, Native, Disposed };
+const char* errorCodeName(ErrorCode code);  // "INVALID_ARGUMENT", "UNSUPPORTED", ...
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ErrorCode code() const { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+enum class Arch { Llama, Qwen2, GptNeoX, Mpt };
+// "llama" | "qwen2" | "gptneox" | "mpt"; false for anything else.
+bool parseArch(const std::string& name, Arch* out);
+const char* archName(Arch arch);
+
+struct Hyperparameters {
+  int64_t nVocab = 0;
+  int64_t nEmbd = 0;
+  int64_t nLayer = 0;
+  int64_t nHead = 0;
+  int64_t nHeadKV = 0;
+  int64_t headDim = 0;
+  int64_t nFF = 0;
+  double normEps = 1e-5;        // RMSNorm (llama, qwen2) or LayerNorm (gptneox, mpt)
+  int64_t contextLength = 0;    // training length; informational here
+  double ropeTheta = 10000.0;   // RoPE models only
+  double ropeFreqScale = 1.0;
+  int64_t rotaryDim = 0;        // 0 means headDim
+  attn::RopePairing ropePairing = attn::RopePairing::Normal;
+  bool parallelResidual = false;  // gptneox
+  double alibiBiasMax = 0.0;      // mpt
+  double clampKQV = 0.0;          // mpt; 0 = no clamp
+};
+
+struct TensorSpec {
+  std::string name;
+  int type = 0;                // ggml type number
+  std::vector<int64_t> dims;   // ggml order: dims[0] is the row length
+  uint64_t offset = 0;         // absolute byte offset in the file
+  uint64_t byteLength = 0;
+};
+
+struct ModelSpec {
+  std::string path;
+  Arch arch = Arch::Llama;
+  Hyperparameters hparams;
+  std::vector<TensorSpec> tensors;
+  int threads = 1;
+};
+
+struct Model;  // weights; defined in src/model.h
+
+// mmaps spec.path read-only, validates every tensor against the file, the type list and the
+// architecture, and wraps them as ggml tensors over the mapping. Throws Error.
+std::shared_ptr<const Model> loadModel(const ModelSpec& spec);
+size_t modelWeightBytes(const Model& model);  // bytes of the tensors the architecture reads
+
+enum class LogitsMode { All, Last, None };
+
+struct ContextOptions {
+  int64_t nSlot = 0;         // ring-buffer slots
+  int64_t nArchive = 0;      // extra slots for layers >= topKFromLayer (top-k middle attention)
+  int64_t topKFromLayer = 0;
+  attn::KVType kvType = attn::KVType::F16;
+  int64_t maxBatch = 512;
+  int threads = 1;
+};
+
+// One eval() call's input, as views; stage() copies what it needs.
+struct Batch {
+  int64_t n = 0;
+  const int32_t* tokens = nullptr;           // [n]
+  const int64_t* positions = nullptr;        // [n]
+  const int32_t* slots = nullptr;            // [n], each in [0, nSlot), distinct
+  const int32_t* archiveCopies = nullptr;    // [nArchiveCopies * 2]: src (ring slot), dst (archive slot)
+  int64_t nArchiveCopies = 0;
+  const int64_t* slotPositions = nullptr;    // [nSlotPositions] = nSlot + nArchive entries, -1 empty
+  int64_t nSlotPositions = 0;
+  attn::LambdaMask mask;
+  attn::TopKMiddle topK;
+  LogitsMode logits = LogitsMode::Last;
+};
+
+class Context {
+ public:
+  // Allocates K/V for every layer (zeroed) and the compute buffer; throws Error.
+  Context(std::shared_ptr<const Model> model, const ContextOptions& options);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  // Validates the batch (throws Error with ErrorCode::InvalidArgument) and copies it into the
+  // context's own buffers. Call from one thread at a time, never while run() is running.
+  void stage(const Batch& batch);
+  // Rows of logits the staged batch produces (n, 1 or 0).
+  int64_t stagedOutputRows() const;
+  // Computes the staged batch: archive copies, then the forward pass; writes
+  // stagedOutputRows() * nVocab floats to logits. Throws Error (ErrorCode::Native).
+  void run(float* logits);
+
+  size_t kvBytes() const;
+  int64_t nVocab() const;
+  const ContextOptions& options() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lmi::engine

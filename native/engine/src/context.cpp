@@ -1,0 +1,417 @@
+// A context: K/V memory for every layer (fixed at creation), a ggml CPU backend with its own
+// thread pool, and a small cache of built-and-allocated graphs keyed by (n_tokens, logits mode).
+// Between evals only the inputs (token ids, slot indices) and the kernel's per-call parameters
+// (positions, slot positions, mask, top-k) change; nothing is rebuilt or reallocated per token.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+
+#include "arch.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+#include "graph.h"
+#include "lmi/engine.h"
+#include "model.h"
+
+namespace lmi::engine {
+
+namespace {
+
+constexpr int64_t kMaxSlots = int64_t(1) << 31;
+constexpr int64_t kMaxBatch = int64_t(1) << 16;
+constexpr int64_t kMaxPosition = int64_t(1) << 53;
+constexpr size_t kMaxCachedGraphs = 16;
+
+[[noreturn]] void invalid(const std::string& message) { throw Error(ErrorCode::InvalidArgument, message); }
+
+struct CachedGraph {
+  int64_t n = 0;
+  LogitsMode mode = LogitsMode::Last;
+  ggml_context* ctx = nullptr;  // the graph's tensor metadata
+  ggml_cgraph* gf = nullptr;
+  ggml_tensor* tokens = nullptr;
+  ggml_tensor* slots = nullptr;
+  ggml_tensor* logits = nullptr;
+  std::vector<ggml_tensor*> attnNodes;  // per layer; data is null when the node is not in the graph
+  uint64_t lastUse = 0;
+
+  CachedGraph() = default;
+  CachedGraph(const CachedGraph&) = delete;
+  CachedGraph& operator=(const CachedGraph&) = delete;
+  ~CachedGraph() {
+    if (ctx != nullptr) ggml_free(ctx);
+  }
+};
+
+}  // namespace
+
+// The per-layer userdata of the attention custom op.
+struct LayerAttention {
+  Context::Impl* ctx = nullptr;
+  int layer = 0;
+  attn::Problem problem;  // filled before each compute
+};
+
+struct Context::Impl {
+  std::shared_ptr<const Model> model;
+  ContextOptions opt;
+  int64_t nSlotArchive = 0;  // nSlot + nArchive
+
+  ggml_threadpool* pool = nullptr;
+  ggml_backend_t backend = nullptr;
+  ggml_context* kvCtx = nullptr;
+  ggml_backend_buffer_t kvBuffer = nullptr;
+  GraphTarget target;  // K/V cache tensors + the op's userdata
+  size_t kvBytes = 0;
+  std::vector<LayerAttention> layerOps;
+
+  ggml_gallocr_t galloc = nullptr;
+  std::vector<std::unique_ptr<CachedGraph>> graphs;
+  uint64_t clock = 0;
+
+  // The staged batch (sized once: maxBatch / nSlot + nArchive entries).
+  int64_t n = 0;
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> qPos;
+  std::vector<int64_t> slotIndex;
+  std::vector<int32_t> copies;
+  int64_t nCopies = 0;
+  std::vector<int64_t> slotPos;
+  attn::LambdaMask mask;
+  attn::TopKMiddle topK;
+  LogitsMode mode = LogitsMode::Last;
+  std::vector<uint32_t> slotStamp;  // duplicate-slot detection without clearing per batch
+  uint32_t stampEpoch = 0;
+
+  std::atomic<bool> opFailed{false};
+  std::mutex opErrorMutex;
+  std::string opError;
+
+  ~Impl() {
+    graphs.clear();
+    if (galloc != nullptr) ggml_gallocr_free(galloc);
+    if (kvBuffer != nullptr) ggml_backend_buffer_free(kvBuffer);
+    if (kvCtx != nullptr) ggml_free(kvCtx);
+    if (backend != nullptr) ggml_backend_free(backend);
+    if (pool != nullptr) ggml_threadpool_free(pool);
+  }
+
+  CachedGraph& graphFor(int64_t nTok, LogitsMode m);
+  std::unique_ptr<CachedGraph> build(int64_t nTok, LogitsMode m);
+};
+
+namespace {
+
+// The Λ kernel as a ggml custom op: ggml calls it on each of its nth threads.
+void attentionOp(ggml_tensor* dst, int ith, int nth, void* userdata) {
+  auto* op = static_cast<LayerAttention*>(userdata);
+  (void)dst;  // problem.out == dst->data, set before compute
+  try {
+    attn::runPartition(op->problem, ith, nth);
+  } catch (const std::exception& e) {
+    // No exception may cross ggml's C frames; report after the compute.
+    if (!op->ctx->opFailed.exchange(true)) {
+      std::lock_guard<std::mutex> lock(op->ctx->opErrorMutex);
+      op->ctx->opError = std::string("attention kernel failed in layer ") + std::to_string(op->layer) + ": " + e.what();
+    }
+  } catch (...) {
+    op->ctx->opFailed.store(true);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<CachedGraph> Context::Impl::build(int64_t nTok, LogitsMode m) {
+  const Hyperparameters& hp = model->hp;
+  const size_t budget = graphNodeBudget(hp);
+  auto g = std::make_unique<CachedGraph>();
+  g->n = nTok;
+  g->mode = m;
+  ggml_init_params params{};
+  params.mem_size = ggml_tensor_overhead() * budget * 2 + ggml_graph_overhead_custom(budget, false);
+  params.no_alloc = true;
+  g->ctx = ggml_init(params);
+  if (g->ctx == nullptr) throw Error(ErrorCode::Native, "cannot create a ggml context for the graph");
+  g->gf = ggml_new_graph_custom(g->ctx, budget, false);
+  GraphBuilder b(*model, target, g->ctx, g->gf, nTok, m);
+  buildArch(b);
+  g->tokens = b.inpTokens;
+  g->slots = b.inpSlots;
+  g->logits = b.logits;
+  g->attnNodes = b.attnNodes;
+  return g;
+}
+
+CachedGraph& Context::Impl::graphFor(int64_t nTok, LogitsMode m) {
+  clock++;
+  for (auto& g : graphs) {
+    if (g->n == nTok && g->mode == m) {
+      g->lastUse = clock;
+      return *g;
+    }
+  }
+  if (graphs.size() >= kMaxCachedGraphs) {
+    size_t oldest = 0;
+    for (size_t i = 1; i < graphs.size(); i++)
+      if (graphs[i]->lastUse < graphs[oldest]->lastUse) oldest = i;
+    graphs.erase(graphs.begin() + static_cast<std::ptrdiff_t>(oldest));
+  }
+  graphs.push_back(build(nTok, m));
+  graphs.back()->lastUse = clock;
+  return *graphs.back();
+}
+
+Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : impl_(std::make_unique<Impl>()) {
+  Impl& c = *impl_;
+  const Hyperparameters& hp = model->hp;
+  if (o.nSlot < 1 || o.nSlot > kMaxSlots) invalid("nSlot = " + std::to_string(o.nSlot) + " is outside [1, 2^31]");
+  if (o.nArchive < 0 || o.nArchive > kMaxSlots - o.nSlot)
+    invalid("nArchive = " + std::to_string(o.nArchive) + " is negative or makes nSlot + nArchive exceed 2^31");
+  if (o.topKFromLayer < 0 || o.topKFromLayer > hp.nLayer)
+    invalid("topKFromLayer = " + std::to_string(o.topKFromLayer) + " is outside [0, nLayer = " +
+            std::to_string(hp.nLayer) + "]");
+  if (o.nArchive > 0 && o.topKFromLayer == hp.nLayer)
+    invalid("nArchive > 0 needs topKFromLayer < nLayer (no layer would read the archive)");
+  if (o.maxBatch < 1 || o.maxBatch > kMaxBatch)
+    invalid("maxBatch = " + std::to_string(o.maxBatch) + " is outside [1, " + std::to_string(kMaxBatch) + "]");
+  if (o.threads < 1 || o.threads > 1024) invalid("threads = " + std::to_string(o.threads) + " is outside [1, 1024]");
+  if (o.kvType != attn::KVType::F16 && o.kvType != attn::KVType::F32) invalid("kvType must be f16 or f32");
+  c.model = std::move(model);
+  c.opt = o;
+  c.nSlotArchive = o.nSlot + o.nArchive;
+
+  // Thread pool: polling off, so idle contexts sleep instead of spinning.
+  ggml_threadpool_params tpp = ggml_threadpool_params_default(o.threads);
+  tpp.poll = 0;
+  c.pool = ggml_threadpool_new(&tpp);
+  if (c.pool == nullptr) throw Error(ErrorCode::Native, "cannot create a ggml thread pool");
+  c.backend = ggml_backend_cpu_init();
+  if (c.backend == nullptr) throw Error(ErrorCode::Native, "cannot initialise ggml's CPU backend");
+  ggml_backend_cpu_set_n_threads(c.backend, o.threads);
+  ggml_backend_cpu_set_threadpool(c.backend, c.pool);
+
+  // K/V: per layer [Hkv, nSlot (+ nArchive from topKFromLayer on)], rows are slots.
+  const int64_t nLayer = hp.nLayer;
+  const int64_t rowLen = hp.nHeadKV * hp.headDim;
+  const ggml_type kvType = o.kvType == attn::KVType::F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+  {
+    const double bytes = 2.0 * static_cast<double>(nLayer) * static_cast<double>(c.nSlotArchive) *
+                         static_cast<double>(rowLen) * (kvType == GGML_TYPE_F16 ? 2 : 4);
+    if (bytes > 1.0e15) invalid("K/V memory of " + std::to_string(bytes) + " bytes is not allocatable");
+  }
+  ggml_init_params params{};
+  params.mem_size = ggml_tensor_overhead() * static_cast<size_t>(2 * nLayer + 1);
+  params.no_alloc = true;
+  c.kvCtx = ggml_init(params);
+  if (c.kvCtx == nullptr) throw Error(ErrorCode::Native, "cannot create the ggml context for K/V");
+  c.layerOps.resize(static_cast<size_t>(nLayer));
+  for (int64_t il = 0; il < nLayer; il++) {
+    const int64_t rows = (o.nArchive > 0 && il >= o.topKFromLayer) ? c.nSlotArchive : o.nSlot;
+    ggml_tensor* k = ggml_new_tensor_2d(c.kvCtx, kvType, rowLen, rows);
+    ggml_tensor* v = ggml_new_tensor_2d(c.kvCtx, kvType, rowLen, rows);
+    ggml_format_name(k, "cache_k-%d", static_cast<int>(il));
+    ggml_format_name(v, "cache_v-%d", static_cast<int>(il));
+    c.target.kCache.push_back(k);
+    c.target.vCache.push_back(v);
+    c.kvBytes += ggml_nbytes(k) + ggml_nbytes(v);
+    c.layerOps[il].ctx = &c;
+    c.layerOps[il].layer = static_cast<int>(il);
+  }
+  c.kvBuffer = ggml_backend_alloc_ctx_tensors_from_buft(c.kvCtx, ggml_backend_cpu_buffer_type());
+  if (c.kvBuffer == nullptr)
+    throw Error(ErrorCode::Native, "cannot allocate " + std::to_string(c.kvBytes) + " bytes of K/V memory");
+  // Not cleared: createContext runs on the JS thread and a multi-GB memset would stall it. A slot's
+  // rows are only read once the slot table gives it a position, i.e. after a batch wrote it.
+  c.target.attentionFn = attentionOp;
+  for (auto& op : c.layerOps) c.target.attentionUserdata.push_back(&op);
+
+  // Staging buffers, sized once.
+  c.tokens.resize(static_cast<size_t>(o.maxBatch));
+  c.qPos.resize(static_cast<size_t>(o.maxBatch));
+  c.slotIndex.resize(static_cast<size_t>(o.maxBatch));
+  c.slotPos.assign(static_cast<size_t>(c.nSlotArchive), -1);
+  c.slotStamp.assign(static_cast<size_t>(o.nSlot), 0);
+  c.copies.reserve(static_cast<size_t>(2 * o.nArchive));
+
+  // The compute buffer, reserved for the largest graph (maxBatch tokens, every row's logits),
+  // so smaller graphs fit without reallocating.
+  c.galloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(c.backend));
+  if (c.galloc == nullptr) throw Error(ErrorCode::Native, "cannot create the ggml graph allocator");
+  CachedGraph& worst = c.graphFor(o.maxBatch, LogitsMode::All);
+  if (!ggml_gallocr_reserve(c.galloc, worst.gf))
+    throw Error(ErrorCode::Native, "cannot allocate the compute buffer for maxBatch = " + std::to_string(o.maxBatch));
+}
+
+Context::~Context() = default;
+
+size_t Context::kvBytes() const { return impl_->kvBytes; }
+int64_t Context::nVocab() const { return impl_->model->hp.nVocab; }
+const ContextOptions& Context::options() const { return impl_->opt; }
+
+int64_t Context::stagedOutputRows() const {
+  switch (impl_->mode) {
+    case LogitsMode::All: return impl_->n;
+    case LogitsMode::Last: return 1;
+    case LogitsMode::None: return 0;
+  }
+  return 0;
+}
+
+void Context::stage(const Batch& b) {
+  Impl& c = *impl_;
+  const ContextOptions& o = c.opt;
+  const Hyperparameters& hp = c.model->hp;
+  if (b.n < 1 || b.n > o.maxBatch)
+    invalid("batch of " + std::to_string(b.n) + " tokens; it must hold 1 to maxBatch = " + std::to_string(o.maxBatch));
+  if (b.tokens == nullptr || b.positions == nullptr || b.slots == nullptr || b.slotPositions == nullptr)
+    invalid("batch arrays missing");
+  if (b.nSlotPositions != c.nSlotArchive)
+    invalid("slotPositions has " + std::to_string(b.nSlotPositions) + " entries, expected nSlot + nArchive = " +
+            std::to_string(c.nSlotArchive));
+  for (int64_t s = 0; s < b.nSlotPositions; s++) {
+    const int64_t p = b.slotPositions[s];
+    if (p < -1 || p > kMaxPosition)
+      invalid("slotPositions[" + std::to_string(s) + "] = " + std::to_string(p) + " (must be -1 or in [0, 2^53])");
+  }
+  if (++c.stampEpoch == 0) {  // wrapped: reset the stamps once every 2^32 batches
+    std::fill(c.slotStamp.begin(), c.slotStamp.end(), 0);
+    c.stampEpoch = 1;
+  }
+  for (int64_t i = 0; i < b.n; i++) {
+    const int32_t tok = b.tokens[i];
+    if (tok < 0 || tok >= hp.nVocab)
+      invalid("tokens[" + std::to_string(i) + "] = " + std::to_string(tok) + " is outside [0, nVocab = " +
+              std::to_string(hp.nVocab) + ")");
+    const int64_t pos = b.positions[i];
+    if (pos < 0 || pos > kMaxPosition)
+      invalid("positions[" + std::to_string(i) + "] = " + std::to_string(pos) + " is outside [0, 2^53]");
+    const int32_t slot = b.slots[i];
+    if (slot < 0 || slot >= o.nSlot)
+      invalid("slots[" + std::to_string(i) + "] = " + std::to_string(slot) + " is outside [0, nSlot = " +
+              std::to_string(o.nSlot) + ")");
+    if (c.slotStamp[slot] == c.stampEpoch)
+      invalid("slot " + std::to_string(slot) + " appears twice in one batch");
+    c.slotStamp[slot] = c.stampEpoch;
+    if (b.slotPositions[slot] != pos)
+      invalid("slotPositions[" + std::to_string(slot) + "] = " + std::to_string(b.slotPositions[slot]) +
+              ", but token " + std::to_string(i) + " written there has position " + std::to_string(pos));
+  }
+  if (b.nArchiveCopies < 0 || (b.nArchiveCopies > 0 && b.archiveCopies == nullptr))
+    invalid("archiveCopies malformed");
+  if (b.nArchiveCopies > 0 && o.nArchive == 0) invalid("archiveCopies given, but the context has no archive");
+  if (b.nArchiveCopies > o.nArchive)
+    invalid("archiveCopies holds " + std::to_string(b.nArchiveCopies) + " copies, more than nArchive = " +
+            std::to_string(o.nArchive));
+  for (int64_t i = 0; i < b.nArchiveCopies; i++) {
+    const int64_t src = b.archiveCopies[2 * i], dst = b.archiveCopies[2 * i + 1];
+    if (src < 0 || src >= o.nSlot)
+      invalid("archiveCopies source " + std::to_string(src) + " is not a ring slot [0, " + std::to_string(o.nSlot) + ")");
+    if (dst < o.nSlot || dst >= c.nSlotArchive)
+      invalid("archiveCopies destination " + std::to_string(dst) + " is not an archive slot [" +
+              std::to_string(o.nSlot) + ", " + std::to_string(c.nSlotArchive) + ")");
+  }
+  const attn::LambdaMask& m = b.mask;
+  if (m.nLocal < 1 || m.nLocal > kMaxPosition) invalid("mask.nLocal must be in [1, 2^53]");
+  if (m.nGlobal < 0 || m.nGlobal > kMaxPosition) invalid("mask.nGlobal must be in [0, 2^53]");
+  if (m.limitDistance < 0 || m.limitDistance > kMaxPosition) invalid("mask.limitDistance must be in [0, 2^53]");
+  if (m.origin < 0 || m.origin > kMaxPosition) invalid("mask.origin must be in [0, 2^53]");
+  if (b.topK.k < 0 || b.topK.k > (1 << 20)) invalid("topK.k must be in [0, 2^20]");
+  if (b.topK.insertAt < 0 || b.topK.insertAt > kMaxPosition) invalid("topK.insertAt must be in [0, 2^53]");
+
+  // Valid: copy into the context's own buffers (no allocation).
+  c.n = b.n;
+  std::memcpy(c.tokens.data(), b.tokens, sizeof(int32_t) * b.n);
+  std::memcpy(c.qPos.data(), b.positions, sizeof(int64_t) * b.n);
+  for (int64_t i = 0; i < b.n; i++) c.slotIndex[i] = b.slots[i];
+  std::memcpy(c.slotPos.data(), b.slotPositions, sizeof(int64_t) * b.nSlotPositions);
+  c.nCopies = b.nArchiveCopies;
+  c.copies.assign(b.archiveCopies, b.archiveCopies + 2 * b.nArchiveCopies);  // within the reserved 2 * nArchive
+  c.mask = b.mask;
+  c.topK = b.topK;
+  c.mode = b.logits;
+}
+
+void Context::run(float* logits) {
+  Impl& c = *impl_;
+  const Model& model = *c.model;
+  const Hyperparameters& hp = model.hp;
+  const ContextOptions& o = c.opt;
+
+  // 1. Archive copies (ring slot -> archive slot) in the layers that have an archive, before
+  //    this batch's writes can overwrite the ring slot.
+  if (c.nCopies > 0) {
+    for (int64_t il = o.topKFromLayer; il < hp.nLayer; il++) {
+      for (ggml_tensor* cache : {c.target.kCache[il], c.target.vCache[il]}) {
+        auto* base = static_cast<uint8_t*>(cache->data);
+        const size_t row = cache->nb[1];
+        for (int64_t i = 0; i < c.nCopies; i++)
+          std::memcpy(base + row * c.copies[2 * i + 1], base + row * c.copies[2 * i], row);
+      }
+    }
+  }
+
+  // 2. The graph for this shape, allocated in the shared compute buffer.
+  CachedGraph& g = c.graphFor(c.n, c.mode);
+  const size_t before = ggml_gallocr_get_buffer_size(c.galloc, 0);
+  if (!ggml_gallocr_alloc_graph(c.galloc, g.gf)) throw Error(ErrorCode::Native, "cannot allocate the compute graph");
+  if (ggml_gallocr_get_buffer_size(c.galloc, 0) != before) {
+    // The buffer moved: every other cached graph's tensors point into the old one.
+    for (auto it = c.graphs.begin(); it != c.graphs.end();) {
+      if (it->get() != &g) it = c.graphs.erase(it);
+      else ++it;
+    }
+  }
+
+  // 3. Inputs and the kernel's per-call parameters.
+  std::memcpy(g.tokens->data, c.tokens.data(), sizeof(int32_t) * c.n);
+  std::memcpy(g.slots->data, c.slotIndex.data(), sizeof(int64_t) * c.n);
+  for (int64_t il = 0; il < hp.nLayer; il++) {
+    ggml_tensor* node = g.attnNodes[il];
+    LayerAttention& op = c.layerOps[il];
+    if (node == nullptr || node->data == nullptr) continue;  // not in this graph (logits 'none', last layer)
+    attn::Problem& p = op.problem;
+    const bool hasArchive = o.nArchive > 0 && il >= o.topKFromLayer;
+    p.nQ = static_cast<int>(c.n);
+    p.nHead = static_cast<int>(hp.nHead);
+    p.nHeadKV = static_cast<int>(hp.nHeadKV);
+    p.headDim = static_cast<int>(hp.headDim);
+    p.nSlot = hasArchive ? c.nSlotArchive : o.nSlot;
+    p.q = static_cast<const float*>(node->src[0]->data);
+    p.k = c.target.kCache[il]->data;
+    p.v = c.target.vCache[il]->data;
+    p.kvType = o.kvType;
+    p.kSlotStride = 0;
+    p.vSlotStride = 0;
+    p.slotPos = c.slotPos.data();
+    p.qPos = c.qPos.data();
+    p.scale = model.attnScale;
+    p.pe = model.pe;
+    p.mask = c.mask;
+    p.topK = il >= o.topKFromLayer ? c.topK : attn::TopKMiddle{};
+    p.out = static_cast<float*>(node->data);
+    try {
+      attn::validate(p);
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::InvalidArgument, std::string("attention problem rejected: ") + e.what());
+    }
+  }
+
+  // 4. Compute.
+  c.opFailed.store(false);
+  const ggml_status status = ggml_backend_graph_compute(c.backend, g.gf);
+  if (status != GGML_STATUS_SUCCESS)
+    throw Error(ErrorCode::Native, std::string("ggml graph compute failed: ") + ggml_status_to_string(status));
+  if (c.opFailed.load()) {
+    std::lock_guard<std::mutex> lock(c.opErrorMutex);
+    throw Error(ErrorCode::Native, c.opError.empty() ? "attention kernel failed" : c.opError);
+  }
+
+  // 5. Logits.
+  if (g.logits != nullptr && logits != nullptr) {
+    std::memcpy(logits, g.logits->data, ggml_nbytes(g.logits));
+  }
+}
+
+}  // namespace lmi::engine

@@ -1,0 +1,103 @@
+#include "graph.h"
+
+namespace lmi::engine {
+
+GraphBuilder::GraphBuilder(const Model& m, const GraphTarget& target, ggml_context* c, ggml_cgraph* g, int64_t nTok,
+                           LogitsMode logitsMode)
+    : model(m),
+      hp(m.hp),
+      ctx(c),
+      gf(g),
+      n(nTok),
+      mode(logitsMode),
+      attnNodes(static_cast<size_t>(m.hp.nLayer), nullptr),
+      target_(target),
+      rmsNorm_(m.arch == Arch::Llama || m.arch == Arch::Qwen2) {
+  inpTokens = named(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n), "inp_tokens", -1);
+  ggml_set_input(inpTokens);
+  inpSlots = named(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n), "inp_slots", -1);
+  ggml_set_input(inpSlots);
+}
+
+ggml_tensor* GraphBuilder::named(ggml_tensor* t, const char* base, int il) {
+  if (il >= 0) {
+    ggml_format_name(t, "%s-%d", base, il);
+  } else {
+    ggml_set_name(t, base);
+  }
+  return t;
+}
+
+ggml_tensor* GraphBuilder::embed() {
+  // token_embd [E, nVocab], tokens [n] -> [E, n] (f32, dequantized rows)
+  return named(ggml_get_rows(ctx, model.tokEmbd, inpTokens), "inp_embd", -1);
+}
+
+ggml_tensor* GraphBuilder::norm(ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, const char* name, int il) {
+  const float eps = static_cast<float>(hp.normEps);
+  // RMSNorm: x / sqrt(mean(x^2) + eps); LayerNorm: (x - mean) / sqrt(var + eps)
+  ggml_tensor* t = rmsNorm_ ? ggml_rms_norm(ctx, x, eps) : ggml_norm(ctx, x, eps);
+  if (w != nullptr) t = ggml_mul(ctx, t, w);  // [E, m] * [E] broadcast
+  if (b != nullptr) t = ggml_add(ctx, t, b);
+  return named(t, name, il);
+}
+
+ggml_tensor* GraphBuilder::linear(ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, const char* name, int il) {
+  ggml_tensor* t = ggml_mul_mat(ctx, w, x);  // [in, out] x [in, m] -> [out, m]
+  if (b != nullptr) t = ggml_add(ctx, t, b);
+  return named(t, name, il);
+}
+
+ggml_tensor* GraphBuilder::attention(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v) {
+  const int64_t hd = hp.headDim;
+  // Cache rows are slots: K_l [Hkv, nSlotL]; set_rows converts f32 -> the cache type (f16 by
+  // default) and returns a view of the cache, which the kernel op takes as its source so it runs
+  // after the writes. Keys are stored un-rotated; the kernel rotates by relative distance.
+  ggml_tensor* kWritten = named(ggml_set_rows(ctx, target_.kCache[il], k, inpSlots), "k_write", il);
+  ggml_tensor* vWritten = named(ggml_set_rows(ctx, target_.vCache[il], v, inpSlots), "v_write", il);
+  // The writes are needed even where the attention output is not (logits 'none', last layer).
+  ggml_build_forward_expand(gf, kWritten);
+  ggml_build_forward_expand(gf, vWritten);
+
+  // The kernel reads q as [n][nHead][headDim] contiguous.
+  if (!ggml_is_contiguous(q)) q = named(ggml_cont(ctx, q), "q_cont", il);
+  ggml_tensor* args[3] = {q, kWritten, vWritten};
+  ggml_tensor* out = ggml_custom_4d(ctx, GGML_TYPE_F32, hd, hp.nHead, n, 1, args, 3, target_.attentionFn,
+                                    GGML_N_TASKS_MAX, target_.attentionUserdata[il]);
+  attnNodes[il] = named(out, "kqv_lambda", il);                 // [headDim, nHead, n]
+  return named(ggml_reshape_2d(ctx, out, hd * hp.nHead, n), "kqv_out", il);  // [Hq, n]
+}
+
+ggml_tensor* GraphBuilder::ffnSwiGLU(ggml_tensor* x, const LayerWeights& w, int il) {
+  ggml_tensor* gate = linear(x, w.ffnGate, w.ffnGateB, "ffn_gate", il);  // [F, m]
+  ggml_tensor* up = linear(x, w.ffnUp, w.ffnUpB, "ffn_up", il);          // [F, m]
+  ggml_tensor* act = named(ggml_swiglu_split(ctx, gate, up), "ffn_swiglu", il);  // silu(gate) * up
+  return linear(act, w.ffnDown, w.ffnDownB, "ffn_out", il);            // [E, m]
+}
+
+ggml_tensor* GraphBuilder::ffnGelu(ggml_tensor* x, const LayerWeights& w, int il) {
+  ggml_tensor* up = linear(x, w.ffnUp, w.ffnUpB, "ffn_up", il);   // [F, m]
+  ggml_tensor* act = named(ggml_gelu(ctx, up), "ffn_gelu", il);    // tanh-approximated GELU, as llama.cpp
+  return linear(act, w.ffnDown, w.ffnDownB, "ffn_out", il);      // [E, m]
+}
+
+ggml_tensor* GraphBuilder::outputRows(ggml_tensor* x, int il) {
+  if (il != hp.nLayer - 1 || mode != LogitsMode::Last || n == 1) return x;
+  // the last token's column: [rows, n] -> [rows, 1]
+  return ggml_view_2d(ctx, x, x->ne[0], 1, x->nb[1], static_cast<size_t>(n - 1) * x->nb[1]);
+}
+
+void GraphBuilder::head(ggml_tensor* x) {
+  if (mode == LogitsMode::None) return;
+  ggml_tensor* h = norm(x, model.outputNorm, model.outputNormB, "result_norm", -1);  // [E, rows]
+  logits = linear(h, model.output, nullptr, "result_output", -1);                    // [nVocab, rows]
+  ggml_set_output(logits);
+  ggml_build_forward_expand(gf, logits);
+}
+
+size_t graphNodeBudget(const Hyperparameters& hp) {
+  // About 30 nodes per layer in the largest builder; generous so ggml's graph never overflows.
+  return 256 + static_cast<size_t>(hp.nLayer) * 64;
+}
+
+}  // namespace lmi::engine

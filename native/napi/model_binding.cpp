@@ -1,0 +1,448 @@
+// N-API exposure of the model engine (native/engine): loadModel -> NativeModel -> NativeContext.
+// Arguments are checked on the JS thread; loading and eval run on libuv worker threads
+// (Napi::AsyncWorker). Every failure of a Promise-returning call is a rejection whose `code` is
+// one of lib/errors.ts' codes; synchronous calls throw the same way.
+//
+// Lifetimes: a NativeContext keeps its model's weights alive (the engine holds a shared_ptr), so
+// model.dispose() releases the mapping only once its contexts are gone too. An eval holds its
+// context alive, so context.dispose() during an eval frees the memory when the eval finishes.
+// One eval at a time per context: a second eval() while one is running is rejected
+// (INVALID_ARGUMENT), never queued.
+#include "model_binding.h"
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "js_args.h"
+#include "lmi/engine.h"
+
+namespace lmi::napi {
+namespace {
+
+namespace eng = lmi::engine;
+
+// An error with one of lib/errors.ts' codes, thrown inside the bindings.
+class CodedError : public std::exception {
+ public:
+  CodedError(std::string code, std::string message) : code_(std::move(code)), message_(std::move(message)) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+  std::string message_;
+};
+
+// Runs fn, turning every C++ failure into a coded JS error value (for rejections).
+template <typename Fn>
+bool captureError(Napi::Env env, Fn&& fn, Napi::Value* error) {
+  try {
+    fn();
+    return true;
+  } catch (const ArgError& e) {
+    *error = makeError(env, "INVALID_ARGUMENT", e.what()).Value();
+  } catch (const CodedError& e) {
+    *error = makeError(env, e.code(), e.what()).Value();
+  } catch (const eng::Error& e) {
+    *error = makeError(env, eng::errorCodeName(e.code()), e.what()).Value();
+  } catch (const Napi::Error& e) {
+    *error = e.Value();
+  } catch (const std::exception& e) {
+    *error = makeError(env, "NATIVE", e.what()).Value();
+  }
+  return false;
+}
+
+// Same, thrown synchronously into JS.
+template <typename Fn>
+Napi::Value callOrThrow(Napi::Env env, Fn&& fn) {
+  Napi::Value result = env.Undefined();
+  Napi::Value error;
+  if (!captureError(env, [&] { result = fn(); }, &error)) {
+    Napi::Error(env, error).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return result;
+}
+
+Napi::Value rejected(Napi::Env env, const Napi::Value& error) {
+  auto d = Napi::Promise::Deferred::New(env);
+  d.Reject(error);
+  return d.Promise();
+}
+
+template <typename T>
+const T* typedData(const Napi::TypedArray& a) {
+  return reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument parsing
+
+constexpr int64_t kMaxSafe = (int64_t(1) << 53) - 1;
+
+eng::ModelSpec parseSpec(const Napi::Object& o) {
+  eng::ModelSpec spec;
+  spec.path = requireString(o, "path");
+  const std::string arch = requireString(o, "arch");
+  if (!eng::parseArch(arch, &spec.arch))
+    throw CodedError("UNSUPPORTED", "architecture '" + arch + "' is not supported (llama, qwen2, gptneox, mpt)");
+  spec.threads = static_cast<int>(requireInteger(o, "threads", 1, 1024));
+
+  Napi::Object h = requireObject(requireField(o, "hparams"), "hparams");
+  eng::Hyperparameters& hp = spec.hparams;
+  hp.nVocab = requireInteger(h, "nVocab", 1, kMaxSafe);
+  hp.nEmbd = requireInteger(h, "nEmbd", 1, kMaxSafe);
+  hp.nLayer = requireInteger(h, "nLayer", 1, kMaxSafe);
+  hp.nHead = requireInteger(h, "nHead", 1, kMaxSafe);
+  hp.nHeadKV = requireInteger(h, "nHeadKV", 1, kMaxSafe);
+  hp.headDim = requireInteger(h, "headDim", 1, kMaxSafe);
+  hp.nFF = requireInteger(h, "nFF", 1, kMaxSafe);
+  hp.normEps = requireNumber(h, "normEps");
+  hp.contextLength = requireInteger(h, "contextLength", 0, kMaxSafe);
+  hp.ropeTheta = requireNumber(h, "ropeTheta");
+  hp.ropeFreqScale = requireNumber(h, "ropeFreqScale");
+  hp.rotaryDim = requireInteger(h, "rotaryDim", 0, kMaxSafe);
+  const std::string pairing = requireString(h, "ropePairing");
+  if (pairing != "normal" && pairing != "neox") throw ArgError("'ropePairing' must be 'normal' or 'neox'");
+  hp.ropePairing = pairing == "normal" ? attn::RopePairing::Normal : attn::RopePairing::NeoX;
+  hp.parallelResidual = requireBool(h, "parallelResidual");
+  hp.alibiBiasMax = requireNumber(h, "alibiBiasMax");
+  hp.clampKQV = requireNumber(h, "clampKQV");
+
+  Napi::Value tv = requireField(o, "tensors");
+  if (!tv.IsArray()) throw ArgError("'tensors' must be an array");
+  Napi::Array tensors = tv.As<Napi::Array>();
+  spec.tensors.reserve(tensors.Length());
+  for (uint32_t i = 0; i < tensors.Length(); i++) {
+    const std::string where = "tensors[" + std::to_string(i) + "]";
+    Napi::Object t = requireObject(tensors.Get(i), where.c_str());
+    eng::TensorSpec ts;
+    ts.name = requireString(t, "name");
+    ts.type = static_cast<int>(requireInteger(t, "type", 0, INT32_MAX));
+    Napi::Value dv = requireField(t, "dims");
+    if (!dv.IsArray()) throw ArgError(where + ".dims must be an array");
+    Napi::Array dims = dv.As<Napi::Array>();
+    if (dims.Length() > 8) throw ArgError(where + ".dims has " + std::to_string(dims.Length()) + " entries");
+    for (uint32_t d = 0; d < dims.Length(); d++) {
+      Napi::Value x = dims.Get(d);
+      const double v = x.IsNumber() ? x.As<Napi::Number>().DoubleValue() : -1.0;
+      if (!(v >= 0 && v <= static_cast<double>(kMaxSafe)) || v != static_cast<double>(static_cast<int64_t>(v)))
+        throw ArgError(where + ".dims[" + std::to_string(d) + "] must be a non-negative integer");
+      ts.dims.push_back(static_cast<int64_t>(v));
+    }
+    ts.offset = static_cast<uint64_t>(requireInteger(t, "offset", 0, kMaxSafe));
+    ts.byteLength = static_cast<uint64_t>(requireInteger(t, "byteLength", 0, kMaxSafe));
+    spec.tensors.push_back(std::move(ts));
+  }
+  return spec;
+}
+
+eng::ContextOptions parseContextOptions(const Napi::Object& o) {
+  eng::ContextOptions c;
+  c.nSlot = requireInteger(o, "nSlot", 1, int64_t(1) << 31);
+  c.nArchive = requireInteger(o, "nArchive", 0, int64_t(1) << 31);
+  c.topKFromLayer = requireInteger(o, "topKFromLayer", 0, int64_t(1) << 20);
+  const std::string kv = requireString(o, "kvType");
+  if (kv != "f16" && kv != "f32") throw ArgError("'kvType' must be 'f16' or 'f32'");
+  c.kvType = kv == "f16" ? attn::KVType::F16 : attn::KVType::F32;
+  c.maxBatch = requireInteger(o, "maxBatch", 1, int64_t(1) << 16);
+  c.threads = static_cast<int>(requireInteger(o, "threads", 1, 1024));
+  return c;
+}
+
+// Views into the batch's typed arrays; valid until the call returns (stage() copies them).
+eng::Batch parseBatch(const Napi::Object& o) {
+  eng::Batch b;
+  Napi::TypedArray tokens = requireTypedArray(o, "tokens", napi_int32_array, "Int32Array");
+  Napi::TypedArray positions = requireTypedArray(o, "positions", napi_bigint64_array, "BigInt64Array");
+  Napi::TypedArray slots = requireTypedArray(o, "slots", napi_int32_array, "Int32Array");
+  Napi::TypedArray copies = requireTypedArray(o, "archiveCopies", napi_int32_array, "Int32Array");
+  Napi::TypedArray slotPositions = requireTypedArray(o, "slotPositions", napi_bigint64_array, "BigInt64Array");
+  b.n = static_cast<int64_t>(tokens.ElementLength());
+  if (positions.ElementLength() != tokens.ElementLength() || slots.ElementLength() != tokens.ElementLength())
+    throw ArgError("tokens, positions and slots must have the same length (" + std::to_string(tokens.ElementLength()) +
+                   ", " + std::to_string(positions.ElementLength()) + ", " + std::to_string(slots.ElementLength()) + ")");
+  if (copies.ElementLength() % 2 != 0) throw ArgError("'archiveCopies' must hold (src, dst) pairs");
+  b.tokens = typedData<int32_t>(tokens);
+  b.positions = typedData<int64_t>(positions);
+  b.slots = typedData<int32_t>(slots);
+  b.archiveCopies = typedData<int32_t>(copies);
+  b.nArchiveCopies = static_cast<int64_t>(copies.ElementLength() / 2);
+  b.slotPositions = typedData<int64_t>(slotPositions);
+  b.nSlotPositions = static_cast<int64_t>(slotPositions.ElementLength());
+
+  constexpr int64_t kMaxPos = int64_t(1) << 52;
+  Napi::Object mask = requireObject(requireField(o, "mask"), "mask");
+  b.mask.lambda = requireBool(mask, "lambda");
+  b.mask.origin = requireInteger(mask, "origin", 0, kMaxPos);
+  b.mask.nGlobal = requireInteger(mask, "nGlobal", 0, kMaxPos);
+  b.mask.nLocal = requireInteger(mask, "nLocal", 1, kMaxPos);
+  b.mask.limitDistance = requireInteger(mask, "limitDistance", 0, kMaxPos);
+  Napi::Object topK = requireObject(requireField(o, "topK"), "topK");
+  b.topK.k = static_cast<int>(requireInteger(topK, "k", 0, 1 << 20));
+  b.topK.insertAt = requireInteger(topK, "insertAt", 0, kMaxPos);
+  const std::string logits = requireString(o, "logits");
+  if (logits == "all") b.logits = eng::LogitsMode::All;
+  else if (logits == "last") b.logits = eng::LogitsMode::Last;
+  else if (logits == "none") b.logits = eng::LogitsMode::None;
+  else throw ArgError("'logits' must be 'all', 'last' or 'none'");
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classes
+
+struct EngineClasses {
+  Napi::FunctionReference model;
+  Napi::FunctionReference context;
+};
+
+std::mutex gClassesMutex;
+std::unordered_map<napi_env, EngineClasses*> gClasses;
+int kConstructTag = 0;  // its address marks constructor calls made by the bindings
+
+EngineClasses& classesFor(Napi::Env env);
+
+struct ContextSlot {
+  std::shared_ptr<eng::Context> context;  // null once disposed
+  bool inFlight = false;
+};
+
+class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeContext",
+                       {InstanceMethod<&ContextWrap::Eval>("eval"), InstanceMethod<&ContextWrap::KvBytes>("kvBytes"),
+                        InstanceMethod<&ContextWrap::Dispose>("dispose")});
+  }
+
+  explicit ContextWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ContextWrap>(info) {
+    if (info.Length() != 2 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kConstructTag ||
+        !info[1].IsExternal())
+      throw makeError(info.Env(), "INVALID_ARGUMENT", "NativeContext objects come from NativeModel.createContext()");
+    slot_ = std::make_shared<ContextSlot>();
+    slot_->context = *info[1].As<Napi::External<std::shared_ptr<eng::Context>>>().Data();
+  }
+
+ private:
+  Napi::Value Eval(const Napi::CallbackInfo& info);
+
+  Napi::Value KvBytes(const Napi::CallbackInfo& info) {
+    return callOrThrow(info.Env(), [&]() -> Napi::Value {
+      if (!slot_->context) throw CodedError("DISPOSED", "NativeContext has been disposed and cannot be used any more");
+      return Napi::Number::New(info.Env(), static_cast<double>(slot_->context->kvBytes()));
+    });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    // A running eval holds its own reference; the memory goes when it finishes.
+    slot_->context.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<ContextSlot> slot_;
+};
+
+class EvalWorker : public Napi::AsyncWorker {
+ public:
+  EvalWorker(Napi::Env env, std::shared_ptr<ContextSlot> slot, Napi::Float32Array out)
+      : Napi::AsyncWorker(env, "lmi.eval"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        slot_(std::move(slot)),
+        context_(slot_->context),
+        out_(Napi::Persistent(out)),
+        outData_(out.ElementLength() > 0 ? out.Data() : nullptr) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      context_->run(outData_);
+    } catch (const eng::Error& e) {
+      code_ = eng::errorCodeName(e.code());
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      code_ = "NATIVE";
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    slot_->inFlight = false;
+    deferred_.Resolve(out_.Value());
+  }
+
+  void OnError(const Napi::Error& e) override {
+    slot_->inFlight = false;
+    deferred_.Reject(makeError(Env(), code_, e.Message()).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<ContextSlot> slot_;
+  std::shared_ptr<eng::Context> context_;  // keeps the context alive through dispose()
+  Napi::Reference<Napi::Float32Array> out_;
+  float* outData_;
+  std::string code_ = "NATIVE";
+};
+
+Napi::Value ContextWrap::Eval(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Value result;
+  Napi::Value error;
+  const bool ok = captureError(env, [&] {
+    if (!slot_->context) throw CodedError("DISPOSED", "NativeContext has been disposed and cannot be used any more");
+    if (slot_->inFlight)
+      throw CodedError("INVALID_ARGUMENT",
+                       "eval() called while another eval() on this context is still running; await it first "
+                       "(one eval at a time per context)");
+    if (info.Length() < 1) throw ArgError("eval(batch) expects one argument");
+    Napi::Object batch = requireObject(info[0], "batch");
+    eng::Batch b = parseBatch(batch);
+    slot_->context->stage(b);  // validates and copies
+    const int64_t rows = slot_->context->stagedOutputRows();
+    const int64_t nVocab = slot_->context->nVocab();
+    Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(rows * nVocab));
+    auto* worker = new EvalWorker(env, slot_, out);
+    result = worker->Promise();
+    slot_->inFlight = true;
+    worker->Queue();
+  }, &error);
+  return ok ? result : rejected(env, error);
+}
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod<&ModelWrap::CreateContext>("createContext"),
+                        InstanceMethod<&ModelWrap::WeightBytes>("weightBytes"),
+                        InstanceMethod<&ModelWrap::Dispose>("dispose")});
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    if (info.Length() != 2 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kConstructTag ||
+        !info[1].IsExternal())
+      throw makeError(info.Env(), "INVALID_ARGUMENT", "NativeModel objects come from loadModel()");
+    model_ = *info[1].As<Napi::External<std::shared_ptr<const eng::Model>>>().Data();
+  }
+
+ private:
+  Napi::Value CreateContext(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return callOrThrow(env, [&]() -> Napi::Value {
+      if (!model_) throw CodedError("DISPOSED", "NativeModel has been disposed and cannot be used any more");
+      if (info.Length() < 1) throw ArgError("createContext(options) expects one argument");
+      eng::ContextOptions opts = parseContextOptions(requireObject(info[0], "options"));
+      auto context = std::make_shared<eng::Context>(model_, opts);
+      Napi::External<int> tag = Napi::External<int>::New(env, &kConstructTag);
+      Napi::External<std::shared_ptr<eng::Context>> ptr =
+          Napi::External<std::shared_ptr<eng::Context>>::New(env, &context);
+      return classesFor(env).context.New({tag, ptr});
+    });
+  }
+
+  Napi::Value WeightBytes(const Napi::CallbackInfo& info) {
+    return callOrThrow(info.Env(), [&]() -> Napi::Value {
+      if (!model_) throw CodedError("DISPOSED", "NativeModel has been disposed and cannot be used any more");
+      return Napi::Number::New(info.Env(), static_cast<double>(eng::modelWeightBytes(*model_)));
+    });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    model_.reset();  // contexts still alive keep the weights mapped until they go
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<const eng::Model> model_;
+};
+
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  LoadWorker(Napi::Env env, eng::ModelSpec spec)
+      : Napi::AsyncWorker(env, "lmi.loadModel"), deferred_(Napi::Promise::Deferred::New(env)), spec_(std::move(spec)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      model_ = eng::loadModel(spec_);
+    } catch (const eng::Error& e) {
+      code_ = eng::errorCodeName(e.code());
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      code_ = "NATIVE";
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Value error;
+    Napi::Value obj;
+    if (captureError(env, [&] {
+          Napi::External<int> tag = Napi::External<int>::New(env, &kConstructTag);
+          auto ptr = Napi::External<std::shared_ptr<const eng::Model>>::New(env, &model_);
+          obj = classesFor(env).model.New({tag, ptr});
+        }, &error)) {
+      deferred_.Resolve(obj);
+    } else {
+      deferred_.Reject(error);
+    }
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(makeError(Env(), code_, e.Message()).Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  eng::ModelSpec spec_;
+  std::shared_ptr<const eng::Model> model_;
+  std::string code_ = "NATIVE";
+};
+
+EngineClasses& classesFor(Napi::Env env) {
+  {
+    std::lock_guard<std::mutex> lock(gClassesMutex);
+    auto it = gClasses.find(env);
+    if (it != gClasses.end()) return *it->second;
+  }
+  auto* classes = new EngineClasses();
+  classes->model = Napi::Persistent(ModelWrap::Define(env));
+  classes->context = Napi::Persistent(ContextWrap::Define(env));
+  {
+    std::lock_guard<std::mutex> lock(gClassesMutex);
+    gClasses[env] = classes;
+  }
+  napi_env key = env;
+  env.AddCleanupHook([key]() {
+    std::lock_guard<std::mutex> lock(gClassesMutex);
+    auto it = gClasses.find(key);
+    if (it != gClasses.end()) {
+      delete it->second;
+      gClasses.erase(it);
+    }
+  });
+  return *classes;
+}
+
+}  // namespace
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Value result;
+  Napi::Value error;
+  const bool ok = captureError(env, [&] {
+    if (info.Length() < 1) throw ArgError("loadModel(spec) expects one argument");
+    eng::ModelSpec spec = parseSpec(requireObject(info[0], "spec"));
+    classesFor(env);  // define the classes on the JS thread, before the worker needs them
+    auto* worker = new LoadWorker(env, std::move(spec));
+    result = worker->Promise();
+    worker->Queue();
+  }, &error);
+  return ok ? result : rejected(env, error);
+}
+
+}  // namespace lmi::napi

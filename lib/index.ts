@@ -5,3 +5,24 @@ export { classify, globalDistance } from './attention/rule';
 export type { Branch, LambdaMask } from './attention/rule';
 export { systemInfo } from './system';
 export type { NativeSystemInfo as SystemInfo } from './native/types';
+export { loadModel, Model, SUPPORTED_ARCHITECTURES } from './model';
+export type { LoadModelOptions, ModelInfo } from './model';
+export { Session, MAX_BATCH } from './session';
+export type {
+  AppendResult,
+  GenerateOptions,
+  GenerateResult,
+  GeneratedPiece,
+  LambdaAttentionOptions,
+  OperationOptions,
+  Progress,
+  ScoreResult,
+  SessionOptions,
+  TextOrTokens,
+  TopKAttentionOptions,
+} from './session';
+export { KvCache } from './cache';
+export type { KvCacheOptions, KvCachePlan, KvCacheSize } from './cache';
+export * as sampling from './sampling';
+export { Sampler } from './sampling';
+export type { SamplingOptions } from './sampling';

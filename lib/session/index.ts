@@ -1,0 +1,19 @@
+/** Sessions: one token stream each, with ring-buffer K/V memory; append, score, generate. */
+export {
+  Session,
+  type AppendResult,
+  type GenerateResult,
+  type GeneratedPiece,
+  type ScoreResult,
+  type TextOrTokens,
+} from './session';
+export {
+  MAX_BATCH,
+  type GenerateOptions,
+  type LambdaAttentionOptions,
+  type OperationOptions,
+  type Progress,
+  type SessionOptions,
+  type TopKAttentionOptions,
+} from './options';
+export { StopStringFilter } from './stop-strings';

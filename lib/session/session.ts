@@ -1,0 +1,400 @@
+/**
+ * A session: one token stream over a loaded model, with its own K/V memory (a native context)
+ * and slot table (KvCache). append / score / generate extend the stream; one runs at a time.
+ *
+ * Concurrency: operations on one session are queued (FIFO) and run one after another; a queued
+ * operation whose signal aborts leaves the queue with AbortError. generate() holds the queue from
+ * its first next() until it finishes or the loop is left (break / return / throw): a generator
+ * that is neither finished nor closed keeps later operations waiting. Sessions are independent;
+ * many may run at once on one model.
+ */
+import { AbortError, DisposedError, InvalidArgumentError, NativeError } from '../errors';
+import { KvCache, type KvCachePlan } from '../cache/kv-cache';
+import { fromNativeError } from '../native/addon';
+import type { NativeContext, NativeEvalBatch, NativeModel } from '../native/types';
+import { MAX_PENALTY_WINDOW } from '../sampling/sampler';
+import { Sampler } from '../sampling/sampler';
+import { logSumExp } from '../sampling/transforms';
+import type { Tokenizer } from '../tokenizer';
+import {
+  type GenerateOptions,
+  type OperationOptions,
+  type Progress,
+  type ResolvedGenerateOptions,
+  type ResolvedSessionOptions,
+  type SessionOptions,
+  resolveGenerateOptions,
+  resolveOperationOptions,
+  resolveSessionOptions,
+} from './options';
+import { OperationQueue } from './queue';
+import { StopStringFilter } from './stop-strings';
+
+/** What a session needs from its model. */
+export interface SessionHost {
+  readonly tokenizer: Tokenizer;
+  readonly nVocab: number;
+  readonly nLayer: number;
+  readonly contextLength: number;
+  readonly defaultThreads: number;
+  /** The native model; throws DisposedError once the model is disposed. */
+  nativeModel(): NativeModel;
+  /** Called once when the session is disposed. */
+  forget(session: Session): void;
+}
+
+export type TextOrTokens = string | ArrayLike<number>;
+
+export interface AppendResult {
+  /** Tokens appended (a BOS added to a fresh stream included). */
+  count: number;
+}
+
+export interface ScoreResult {
+  /** Negative log-likelihood (nats) of each scored token given the stream before it. */
+  nll: Float64Array;
+  /** Scored tokens: every token appended, except the first token of a fresh stream (nothing predicts it). */
+  count: number;
+  /** Sum of nll. */
+  totalNll: number;
+  /** Absolute position of the first scored token. */
+  startPosition: number;
+}
+
+export interface GeneratedPiece {
+  /** The sampled token; for a last piece that only releases held-back text, the stop token that ended generation. */
+  token: number;
+  /** Text this piece completes ('' while bytes of a character or a possible stop string are held back). */
+  text: string;
+}
+
+export interface GenerateResult {
+  /** 'maxTokens'; 'stopString' (a stop string was cut); 'stopToken' (an end-of-generation or stopTokens id was sampled). */
+  reason: 'maxTokens' | 'stopString' | 'stopToken';
+  /** Tokens generated and appended to the stream (a stop token is not appended). */
+  tokens: number;
+}
+
+const EMPTY = new Int32Array(0);
+/** Logit rows returned per scoring eval are capped to about this many floats (64 MiB). */
+const SCORE_LOGITS_BUDGET = 1 << 24;
+
+export class Session {
+  /** The options the session was created with, defaults filled in. */
+  readonly options: Readonly<ResolvedSessionOptions>;
+  private readonly host: SessionHost;
+  private readonly cache: KvCache;
+  private readonly ctx: NativeContext;
+  private readonly queue = new OperationQueue();
+  private readonly nVocab: number;
+  /** Logits after the last evaluated token: the prediction of the next one. */
+  private lastLogits: Float32Array | null = null;
+  /** A generated token that is part of the stream but not evaluated yet (evaluated by the next operation). */
+  private pending: number | null = null;
+  /** The latest tokens of the stream (a ring), for repetition penalties. */
+  private readonly recent = new Int32Array(MAX_PENALTY_WINDOW);
+  private recentTotal = 0;
+  /** True while the stream holds nothing but (at most) a leading BOS. */
+  private onlyBos = true;
+  private state: 'open' | 'disposed' | 'broken' = 'open';
+  private failure: Error | null = null;
+  private running: Promise<unknown> | null = null;
+  private nativeClosed = false;
+
+  /** @internal Use model.createSession(). */
+  constructor(host: SessionHost, options?: SessionOptions) {
+    this.host = host;
+    this.nVocab = host.nVocab;
+    this.options = resolveSessionOptions(options, { contextLength: host.contextLength, nLayer: host.nLayer, defaultThreads: host.defaultThreads });
+    this.cache = new KvCache(this.options.cache);
+    const { nSlot, nArchive, maxBatch } = this.cache.size;
+    const model = host.nativeModel();
+    try {
+      this.ctx = model.createContext({
+        nSlot,
+        nArchive,
+        topKFromLayer: this.options.topKFromLayer,
+        kvType: this.options.kvType,
+        maxBatch,
+        threads: this.options.threads,
+      });
+    } catch (err) {
+      throw fromNativeError(err);
+    }
+  }
+
+  /** Tokens in the stream. */
+  get tokenCount(): number {
+    return this.cache.tokenCount + (this.pending !== null ? 1 : 0);
+  }
+
+  /** Absolute position the next token takes. */
+  get position(): number {
+    return this.cache.origin + this.tokenCount;
+  }
+
+  /** Bytes of K/V memory this session holds (fixed at creation; top-k archive included). */
+  get kvBytes(): number {
+    this.checkOpen();
+    return this.ctx.kvBytes();
+  }
+
+  /** Top-k mode: archive slots in use (of attention.topK.maxArchive); 0 otherwise. */
+  get archiveUsed(): number {
+    return this.cache.archiveUsed;
+  }
+
+  get disposed(): boolean {
+    return this.state === 'disposed';
+  }
+
+  /**
+   * Appends text or token ids to the stream (prefill, in chunks of chunkSize). Text appended to an
+   * empty stream gets BOS first when the tokenizer says so; token ids are appended as given.
+   * Aborting keeps the chunks already evaluated; the session stays usable.
+   */
+  async append(input: TextOrTokens, options?: OperationOptions): Promise<AppendResult> {
+    const o = resolveOperationOptions(options, 'append');
+    this.checkInput(input);
+    return this.exclusive(o.signal, async () => {
+      const tokens = this.toTokens(input, o.parseSpecial ?? false);
+      await this.feed(tokens, o, null);
+      return { count: tokens.length };
+    });
+  }
+
+  /**
+   * Appends like append() and returns the negative log-likelihood of every appended token given
+   * the stream before it. On abort the evaluated chunks stay in the stream and no result is returned.
+   */
+  async score(input: TextOrTokens, options?: OperationOptions): Promise<ScoreResult> {
+    const o = resolveOperationOptions(options, 'score');
+    this.checkInput(input);
+    return this.exclusive(o.signal, async () => {
+      const tokens = this.toTokens(input, o.parseSpecial ?? false);
+      const fresh = this.tokenCount === 0;
+      const count = Math.max(0, tokens.length - (fresh ? 1 : 0));
+      const startPosition = this.position + (fresh ? 1 : 0);
+      const nll = new Float64Array(count);
+      await this.feed(tokens, o, nll);
+      let totalNll = 0;
+      for (let k = 0; k < count; k++) totalNll += nll[k];
+      return { nll, count, totalNll, startPosition };
+    });
+  }
+
+  /**
+   * Generates tokens, each appended to the stream, as an async iterator of pieces. Options are
+   * checked here (InvalidArgumentError); work starts at the first next(). Leaving the loop early
+   * is fine: the tokens yielded so far stay in the stream.
+   */
+  generate(options?: GenerateOptions): AsyncGenerator<GeneratedPiece, GenerateResult, undefined> {
+    this.checkOpen();
+    const o = resolveGenerateOptions(options, this.nVocab);
+    return this.runGenerate(o);
+  }
+
+  /** Frees the K/V memory (once no native call is running). Later calls throw DisposedError. Idempotent. */
+  dispose(): void {
+    if (this.state === 'disposed') return;
+    this.state = 'disposed';
+    this.host.forget(this);
+    if (this.running === null) this.closeNative();
+  }
+
+  /** @internal Resolves once the native context is released (after dispose() and any running eval). */
+  async closed(): Promise<void> {
+    while (this.running !== null) await this.running.catch(() => undefined);
+  }
+
+  // ----- internals -------------------------------------------------------------------------
+
+  private closeNative(): void {
+    if (this.nativeClosed) return;
+    this.nativeClosed = true;
+    this.ctx.dispose();
+  }
+
+  private checkOpen(): void {
+    if (this.state === 'disposed') throw new DisposedError('this session');
+    if (this.state === 'broken')
+      throw new NativeError(`this session cannot be used after a native failure (${this.failure?.message}); create a new session`, { cause: this.failure });
+  }
+
+  private checkpoint(signal?: AbortSignal): void {
+    this.checkOpen();
+    if (signal?.aborted) throw new AbortError();
+  }
+
+  private checkInput(input: TextOrTokens): void {
+    if (typeof input === 'string') return;
+    if (input === null || typeof input !== 'object' || typeof (input as ArrayLike<number>).length !== 'number')
+      throw new InvalidArgumentError('input must be a string or an array of token ids');
+    for (let k = 0; k < input.length; k++) {
+      const id = input[k];
+      if (!Number.isInteger(id) || id < 0 || id >= this.nVocab)
+        throw new InvalidArgumentError(`token ${k} of the input is ${String(id)}, not an id in [0, ${this.nVocab})`);
+    }
+  }
+
+  /** Text → ids (BOS first on an empty stream, when the tokenizer adds one); ids are copied. */
+  private toTokens(input: TextOrTokens, parseSpecial: boolean): Int32Array {
+    if (typeof input !== 'string') return Int32Array.from(input);
+    const t = this.host.tokenizer;
+    const ids = t.encode(input, { addSpecial: false, parseSpecial });
+    if (this.tokenCount === 0 && t.addBos && t.bos !== null) ids.unshift(t.bos);
+    return Int32Array.from(ids);
+  }
+
+  private async exclusive<T>(signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    this.checkOpen();
+    await this.queue.acquire(signal);
+    try {
+      this.checkpoint(signal);
+      return await fn();
+    } finally {
+      this.queue.release();
+    }
+  }
+
+  private pushRecent(token: number): void {
+    this.recent[this.recentTotal % MAX_PENALTY_WINDOW] = token;
+    this.recentTotal++;
+  }
+
+  /** The last n tokens, oldest first. */
+  private recentWindow(n: number): number[] {
+    const m = Math.min(n, this.recentTotal, MAX_PENALTY_WINDOW);
+    const out = new Array<number>(m);
+    for (let k = 0; k < m; k++) out[k] = this.recent[(this.recentTotal - m + k) % MAX_PENALTY_WINDOW];
+    return out;
+  }
+
+  /**
+   * Evaluates the pending token (if any) and `tokens`, chunk by chunk, and appends them to the
+   * stream. With `nll`, writes the NLL of each new token that has a prediction.
+   */
+  private async feed(tokens: Int32Array, o: { signal?: AbortSignal; onProgress?: (p: Progress) => void }, nll: Float64Array | null): Promise<void> {
+    const offset = this.pending !== null ? 1 : 0;
+    const list = new Int32Array(offset + tokens.length);
+    if (offset) list[0] = this.pending!;
+    list.set(tokens, offset);
+    if (list.length === 0) return;
+    this.cache.checkFits(list.length); // all or nothing: a stream that would overflow is refused up front
+
+    const V = this.nVocab;
+    const step = nll ? Math.max(1, Math.min(this.cache.size.maxBatch, Math.floor(SCORE_LOGITS_BUDGET / V))) : this.cache.size.maxBatch;
+    // predictor: the logits that predict list[a] (null on a fresh stream).
+    let predictor: Float32Array | null = offset === 0 ? this.lastLogits : null;
+    const fresh = this.cache.tokenCount === 0 && offset === 0;
+    const nllIndex = (m: number) => m - offset - (fresh ? 1 : 0); // list index → nll index
+    const bos = this.host.tokenizer.bos;
+
+    for (let a = 0; a < list.length; a += step) {
+      this.checkpoint(o.signal);
+      const b = Math.min(list.length, a + step);
+      const plan = this.cache.plan(b - a);
+      const rows = nll ? b - a : 1;
+      const out = await this.evalPlan(plan, list.slice(a, b), nll ? 'all' : 'last');
+      if (out.length !== rows * V) this.breakWith(new NativeError(`native eval returned ${out.length} logits, expected ${rows} × ${V}`));
+      this.cache.commit(plan);
+
+      for (let m = a; m < b; m++) {
+        if (m >= offset) {
+          this.pushRecent(list[m]);
+          if (!(plan.start + (m - a) === 0 && list[m] === bos)) this.onlyBos = false;
+        }
+        if (nll) {
+          const k = nllIndex(m);
+          if (k >= 0 && predictor !== null) nll[k] = logSumExp(predictor) - predictor[list[m]];
+          predictor = out.subarray((m - a) * V, (m - a + 1) * V);
+        }
+      }
+      this.pending = null;
+      this.lastLogits = out.slice((rows - 1) * V, rows * V);
+      predictor = this.lastLogits;
+      o.onProgress?.({ done: Math.max(0, b - offset), total: tokens.length });
+    }
+  }
+
+  private async evalPlan(plan: KvCachePlan, tokens: Int32Array, logits: NativeEvalBatch['logits']): Promise<Float32Array> {
+    const batch: NativeEvalBatch = {
+      tokens,
+      positions: plan.positions,
+      slots: plan.slots,
+      archiveCopies: plan.archiveCopies,
+      slotPositions: plan.slotPositions,
+      mask: plan.mask,
+      topK: plan.topK,
+      logits,
+    };
+    let call: Promise<Float32Array>;
+    try {
+      call = this.ctx.eval(batch);
+    } catch (err) {
+      throw fromNativeError(err); // refused before anything ran: the session is unchanged
+    }
+    this.running = call;
+    try {
+      return await call;
+    } catch (err) {
+      return this.breakWith(fromNativeError(err));
+    } finally {
+      this.running = null;
+      if (this.state === 'disposed') this.closeNative();
+    }
+  }
+
+  /** A native failure may have left K/V memory half written: the session is unusable from here on. */
+  private breakWith(err: Error): never {
+    if (this.state === 'open') {
+      this.state = 'broken';
+      this.failure = err;
+    }
+    throw err;
+  }
+
+  private async *runGenerate(o: ResolvedGenerateOptions): AsyncGenerator<GeneratedPiece, GenerateResult, undefined> {
+    this.checkOpen();
+    await this.queue.acquire(o.signal);
+    try {
+      this.checkpoint(o.signal);
+      const t = this.host.tokenizer;
+      if (this.tokenCount === 0) {
+        if (!t.addBos || t.bos === null)
+          throw new InvalidArgumentError('the stream is empty and this tokenizer adds no BOS: append a prompt before generate()');
+        await this.feed(Int32Array.of(t.bos), o, null);
+      }
+      const sampler = new Sampler(o.sampling, this.nVocab);
+      const decoder = t.createStreamingDecoder({ stripLeadingSpace: this.onlyBos });
+      const stops = new StopStringFilter(o.stop);
+      let produced = 0;
+      while (produced < o.maxTokens) {
+        this.checkpoint(o.signal);
+        if (this.pending !== null) await this.feed(EMPTY, o, null);
+        this.cache.checkFits(1);
+        const token = sampler.sample(this.lastLogits!, this.recentWindow(o.sampling.penaltyLastN));
+        if (t.isEog(token) || o.stopTokens.has(token)) {
+          const r = stops.push(decoder.flush());
+          const text = r.stopped ? r.text : r.text + stops.flush();
+          if (text.length > 0) yield { token, text };
+          return { reason: r.stopped ? 'stopString' : 'stopToken', tokens: produced };
+        }
+        this.pending = token;
+        this.pushRecent(token);
+        this.onlyBos = false;
+        produced++;
+        const last = produced >= o.maxTokens;
+        const r = stops.push(decoder.push(token) + (last ? decoder.flush() : ''));
+        if (r.stopped) {
+          yield { token, text: r.text };
+          return { reason: 'stopString', tokens: produced };
+        }
+        yield { token, text: last ? r.text + stops.flush() : r.text };
+      }
+      return { reason: 'maxTokens', tokens: produced };
+    } finally {
+      this.queue.release();
+    }
+  }
+}

@@ -17,7 +17,7 @@ export function registerInfo(program: Command): void {
       }
       const features = Object.entries(info.cpu).filter(([, on]) => on).map(([name]) => name);
       process.stdout.write(
-        `lm-infinite ${version}\nggml ${info.ggmlVersion} (${info.ggmlCommit})\n` +
+        `lm-infinite ${version}\nggml ${info.ggmlVersion}\n` +
           `CPU features: ${features.join(' ') || 'none detected'}\nattention kernel: ${info.attentionSimd}\n`,
       );
     });

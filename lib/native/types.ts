@@ -30,7 +30,6 @@ export interface NativeAttentionArgs {
 
 export interface NativeSystemInfo {
   ggmlVersion: string;
-  ggmlCommit: string;
   cpu: { avx: boolean; avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; neon: boolean };
   attentionSimd: 'avx2+fma' | 'portable';
 }
@@ -42,6 +41,12 @@ export interface NativeAddon extends NativeEngine {
   classify(i: BigInt64Array, j: BigInt64Array, mask: NativeAttentionArgs['mask']): Int8Array;
   cpuHasAvx2Fma(): boolean;
   systemInfo(): NativeSystemInfo;
+  /**
+   * ggml's quantizer (ggml_quantize_chunk, no importance matrix): `data` as rows of `nPerRow`
+   * values, in ggml type `type` (one the engine computes: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
+   * Q8_0, Q2_K..Q6_K; else UNSUPPORTED). Synchronous, for tests and tools that build small models.
+   */
+  quantize(type: number, data: Float32Array, nPerRow: number): Uint8Array;
 }
 
 // ---------------------------------------------------------------------------------------------

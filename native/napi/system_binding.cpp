@@ -10,7 +10,6 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object result = Napi::Object::New(env);
   result.Set("ggmlVersion", ggml_version());
-  result.Set("ggmlCommit", ggml_commit());
   Napi::Object cpu = Napi::Object::New(env);
   cpu.Set("avx", ggml_cpu_has_avx() != 0);
   cpu.Set("avx2", ggml_cpu_has_avx2() != 0);

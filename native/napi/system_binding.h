@@ -2,6 +2,6 @@
 #include <napi.h>
 
 namespace lmi::napi {
-// systemInfo() -> { ggmlVersion, ggmlCommit, cpu: {...}, attentionSimd }
+// systemInfo() -> { ggmlVersion, cpu: {...}, attentionSimd }
 Napi::Value SystemInfo(const Napi::CallbackInfo& info);
 }  // namespace lmi::napi

@@ -3,6 +3,7 @@
 
 #include "attention_binding.h"
 #include "model_binding.h"
+#include "quantize_binding.h"
 #include "system_binding.h"
 
 namespace {
@@ -11,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("classify", Napi::Function::New(env, lmi::napi::Classify, "classify"));
   exports.Set("cpuHasAvx2Fma", Napi::Function::New(env, lmi::napi::CpuHasAvx2Fma, "cpuHasAvx2Fma"));
   exports.Set("loadModel", Napi::Function::New(env, lmi::napi::LoadModel, "loadModel"));
+  exports.Set("quantize", Napi::Function::New(env, lmi::napi::Quantize, "quantize"));
   exports.Set("systemInfo", Napi::Function::New(env, lmi::napi::SystemInfo, "systemInfo"));
   return exports;
 }

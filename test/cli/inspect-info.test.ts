@@ -1,23 +1,13 @@
 /** `lm-infinite inspect` and `info` through the built CLI (dist/cli.cjs, built by `npm test`). */
-import { spawnSync } from 'child_process';
-import { existsSync } from 'fs';
-import * as path from 'path';
-
-const repo = path.resolve(__dirname, '../..');
-const cli = path.join(repo, 'dist', 'cli.cjs');
-const fixtures = process.env.LMI_FIXTURES ?? path.resolve(repo, '../shared/fixtures');
-
-function runCli(args: string[]) {
-  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 120_000 });
-}
+import { requireBuiltCli, runCli } from '../helpers/cli';
+import { fixturePath } from '../helpers/fixtures';
 
 beforeAll(() => {
-  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build:ts\` (npm test does) first`);
-  if (!existsSync(fixtures)) throw new Error(`fixtures not found at ${fixtures}; set LMI_FIXTURES`);
+  requireBuiltCli();
 });
 
 describe('lm-infinite inspect', () => {
-  const model = () => path.join(fixtures, 'stories260K', 'stories260K.gguf');
+  const model = () => fixturePath('stories260K/stories260K.gguf');
 
   test('prints the header, metadata and tensor table', () => {
     const r = runCli(['inspect', model()]);
@@ -40,14 +30,14 @@ describe('lm-infinite inspect', () => {
   });
 
   test('a GGUF v1 file is refused with a typed error on stderr and exit code 1', () => {
-    const r = runCli(['inspect', path.join(fixtures, 'stories260K', 'tinyllamas-stories-260k-f32.gguf')]);
+    const r = runCli(['inspect', fixturePath('stories260K/tinyllamas-stories-260k-f32.gguf')]);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/UnsupportedError \[UNSUPPORTED\]: GGUF version 1/);
   });
 
   test('a missing file and a missing argument fail cleanly', () => {
-    const missing = runCli(['inspect', path.join(fixtures, 'no-such-file.gguf')]);
+    const missing = runCli(['inspect', `${fixturePath('stories260K/stories260K.gguf')}.missing`]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/INVALID_ARGUMENT/);
     expect(missing.stderr).not.toMatch(/\n\s+at /); // no stack trace

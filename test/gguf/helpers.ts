@@ -3,26 +3,11 @@
  * (independent of lib/gguf/writer, for hand-made and hostile files), and an
  * independent walker that maps where each field of a known-good GGUF lies.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import * as path from 'node:path';
+import { readFileSync } from 'node:fs';
 
-/** `$LMI_FIXTURES`, else `../shared/fixtures` from the repo root; throws (loudly) when absent. */
-export function fixturesDir(): string {
-  const dir = process.env.LMI_FIXTURES ?? path.resolve(__dirname, '..', '../../shared/fixtures');
-  if (!existsSync(path.join(dir, 'stories260K', 'stories260K.gguf'))) {
-    throw new Error(
-      `GGUF test fixtures not found at ${dir} (no stories260K/stories260K.gguf). ` +
-        'Set LMI_FIXTURES to the shared/fixtures folder (see its PROVENANCE.md).',
-    );
-  }
-  return dir;
-}
+import { fixturePath } from '../helpers/fixtures';
 
-export function fixturePath(rel: string): string {
-  const p = path.join(fixturesDir(), rel);
-  if (!existsSync(p)) throw new Error(`fixture ${rel} is missing from ${fixturesDir()}`);
-  return p;
-}
+export { fixturePath, fixturesDir } from '../helpers/fixtures';
 
 export function readFixture(rel: string): Uint8Array {
   const b = readFileSync(fixturePath(rel));

@@ -1,20 +1,12 @@
 /** Fixture access for the tokenizer tests. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+
+import { fixturesDir } from '../helpers/fixtures';
 import { readGguf } from '../../lib/gguf/reader';
 import { Tokenizer } from '../../lib/tokenizer';
 
-/** `$LMI_FIXTURES`, else `../shared/fixtures` from the repo root; throws (loudly) when absent. */
-export function fixturesDir(): string {
-  const dir = process.env.LMI_FIXTURES ?? path.resolve(__dirname, '..', '..', '..', 'shared', 'fixtures');
-  if (!fs.existsSync(path.join(dir, 'PROVENANCE.md'))) {
-    throw new Error(
-      `tokenizer test fixtures not found at ${dir}. ` +
-        'Set LMI_FIXTURES to the shared/fixtures folder (see its PROVENANCE.md).',
-    );
-  }
-  return dir;
-}
+export { fixturesDir };
 
 export const vocabPath = (name: string): string => path.join(fixturesDir(), 'llama.cpp-vocab', `ggml-vocab-${name}.gguf`);
 

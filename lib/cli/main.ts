@@ -4,7 +4,11 @@ import { Command } from 'commander';
 import { LmiError } from '../errors';
 import { version } from '../version';
 import { registerInfo } from './info';
+import { registerBench } from './bench';
 import { registerInspect } from './inspect';
+import { registerPpl } from './ppl';
+import { registerRun } from './run';
+import { registerPasskey } from './passkey';
 
 const program = new Command();
 program
@@ -15,9 +19,16 @@ program
 
 registerInfo(program);
 registerInspect(program);
+registerRun(program);
+registerPpl(program);
+registerPasskey(program);
+registerBench(program);
 
+// Errors end the command with exit code 1 and one line on stderr; LMI_DEBUG=1 adds the stack.
 program.parseAsync(process.argv).catch((err: unknown) => {
-  const message = err instanceof LmiError ? `${err.name} [${err.code}]: ${err.message}` : String((err as Error)?.stack ?? err);
+  const e = err as Error;
+  const message = err instanceof LmiError ? `${err.name} [${err.code}]: ${err.message}` : `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`;
   process.stderr.write(`lm-infinite: ${message}\n`);
+  if (process.env.LMI_DEBUG === '1' && e?.stack) process.stderr.write(`${e.stack}\n`);
   process.exitCode = 1;
 });

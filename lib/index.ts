@@ -26,3 +26,5 @@ export type { KvCacheOptions, KvCachePlan, KvCacheSize } from './cache';
 export * as sampling from './sampling';
 export { Sampler } from './sampling';
 export type { SamplingOptions } from './sampling';
+export { createHandler, BatchScheduler } from './serve';
+export type { ServeHandler, ServeOptions, BatchSchedulerOptions } from './serve';

@@ -9,6 +9,7 @@ import { registerInspect } from './inspect';
 import { registerPpl } from './ppl';
 import { registerRun } from './run';
 import { registerPasskey } from './passkey';
+import { registerServe } from './serve';
 
 const program = new Command();
 program
@@ -23,6 +24,7 @@ registerRun(program);
 registerPpl(program);
 registerPasskey(program);
 registerBench(program);
+registerServe(program);
 
 // Errors end the command with exit code 1 and one line on stderr; LMI_DEBUG=1 adds the stack.
 program.parseAsync(process.argv).catch((err: unknown) => {

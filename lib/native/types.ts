@@ -138,8 +138,23 @@ export interface NativeContext {
   dispose(): void;
 }
 
+/** One sequence of a NativeModel.evalMany() call. */
+export interface NativeEvalManyItem {
+  context: NativeContext;
+  batch: NativeEvalBatch;
+}
+
 export interface NativeModel {
   createContext(options: NativeContextOptions): NativeContext;
+  /**
+   * Continuous batching: the batches of several distinct contexts of this model as ONE forward
+   * pass over their concatenated tokens (matmuls batched; attention per sequence through the Λ
+   * kernel against each context's own K/V). Resolves with each item's logits, as eval() would
+   * return them. Every context is busy (eval() on it rejects) until it settles; one evalMany at a
+   * time per model. Validates every batch before anything runs. Optional in the type so that
+   * stand-ins (test fakes, older addons) may omit it; callers fall back to eval().
+   */
+  evalMany?(items: NativeEvalManyItem[]): Promise<Float32Array[]>;
   /** Bytes of weights mapped. */
   weightBytes(): number;
   dispose(): void;

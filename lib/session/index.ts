@@ -13,6 +13,7 @@ export {
   type LambdaAttentionOptions,
   type OperationOptions,
   type Progress,
+  type SessionEvaluator,
   type SessionOptions,
   type TopKAttentionOptions,
 } from './options';

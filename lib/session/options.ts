@@ -1,6 +1,7 @@
 /** Session, operation and generation options: checks (InvalidArgumentError naming the option) and defaults. */
 import { InvalidArgumentError } from '../errors';
 import type { KvCacheOptions } from '../cache/kv-cache';
+import type { NativeContext, NativeEvalBatch, NativeModel } from '../native/types';
 import { MAX_PENALTY_WINDOW, type ResolvedSamplingOptions, type SamplingOptions, resolveSamplingOptions } from '../sampling/sampler';
 
 /** The largest chunkSize: tokens per native eval call. */
@@ -31,6 +32,14 @@ export interface LambdaAttentionOptions {
   topK?: TopKAttentionOptions;
 }
 
+/**
+ * Runs a session's native evals on its behalf, e.g. batched with other sessions' into one forward
+ * pass (lib/serve's BatchScheduler). It must resolve with exactly what `context.eval(batch)` would.
+ */
+export interface SessionEvaluator {
+  eval(request: { model: NativeModel; context: NativeContext; batch: NativeEvalBatch }): Promise<Float32Array>;
+}
+
 export interface SessionOptions {
   /** 'vanilla' (plain causal attention over the whole history) or Λ attention. Default Λ with the defaults above. */
   attention?: 'vanilla' | LambdaAttentionOptions;
@@ -42,6 +51,8 @@ export interface SessionOptions {
   maxContext?: number;
   /** Compute threads. Default: the model's. */
   threads?: number;
+  /** Who runs this session's evals. Default: the session's own native context, one eval at a time. */
+  evaluator?: SessionEvaluator;
 }
 
 export interface ResolvedSessionOptions {
@@ -56,6 +67,7 @@ export interface ResolvedSessionOptions {
   cache: KvCacheOptions;
   /** NativeContextOptions.topKFromLayer: nLayer when top-k is off. */
   topKFromLayer: number;
+  evaluator?: SessionEvaluator;
 }
 
 export interface SessionModelFacts {
@@ -89,7 +101,11 @@ const INT_MAX = 2 ** 31 - 1;
 export function resolveSessionOptions(options: SessionOptions | undefined, model: SessionModelFacts): ResolvedSessionOptions {
   const o = options ?? {};
   if (!isRecord(o)) fail('session options must be an object');
-  checkKeys(o, ['attention', 'kvType', 'chunkSize', 'maxContext', 'threads'], '');
+  checkKeys(o, ['attention', 'kvType', 'chunkSize', 'maxContext', 'threads', 'evaluator'], '');
+  const ev: unknown = o.evaluator;
+  if (ev !== undefined && (typeof ev !== 'object' || ev === null || typeof (ev as SessionEvaluator).eval !== 'function'))
+    fail('evaluator must be an object with an eval(request) method');
+  const evaluator = ev !== undefined ? { evaluator: ev as SessionEvaluator } : {};
   const kvType = o.kvType ?? 'f16';
   if (kvType !== 'f16' && kvType !== 'f32') fail(`kvType must be 'f16' or 'f32', got ${String(kvType)}`);
   const chunkSize = intOption(o.chunkSize, 'chunkSize', 1, MAX_BATCH, 512);
@@ -106,6 +122,7 @@ export function resolveSessionOptions(options: SessionOptions | undefined, model
       threads,
       cache: { mode: 'vanilla', maxContext, maxBatch: chunkSize },
       topKFromLayer: model.nLayer,
+      ...evaluator,
     };
   }
   if (!isRecord(att)) fail(`attention must be 'vanilla' or an object { nGlobal?, nLocal?, limitDistance?, topK? }, got ${String(att)}`);
@@ -144,6 +161,7 @@ export function resolveSessionOptions(options: SessionOptions | undefined, model
       ...(topK ? { topK: { k: topK.k, insertAt: topK.insertAt, maxArchive: topK.maxArchive } } : {}),
     },
     topKFromLayer: topK ? topK.fromLayer : model.nLayer,
+    ...evaluator,
   };
 }
 

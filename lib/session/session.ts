@@ -330,7 +330,8 @@ export class Session {
     };
     let call: Promise<Float32Array>;
     try {
-      call = this.ctx.eval(batch);
+      const evaluator = this.options.evaluator;
+      call = evaluator ? evaluator.eval({ model: this.host.nativeModel(), context: this.ctx, batch }) : this.ctx.eval(batch);
     } catch (err) {
       throw fromNativeError(err); // refused before anything ran: the session is unchanged
     }

@@ -7,13 +7,17 @@
 // model.dispose() releases the mapping only once its contexts are gone too. An eval holds its
 // context alive, so context.dispose() during an eval frees the memory when the eval finishes.
 // One eval at a time per context: a second eval() while one is running is rejected
-// (INVALID_ARGUMENT), never queued.
+// (INVALID_ARGUMENT), never queued. model.evalMany([{ context, batch }, ...]) runs the batches of
+// several contexts of the model as one forward pass (engine MultiEval, created on first use);
+// it marks every context busy while it runs, and is itself one call at a time per model.
 #include "model_binding.h"
 
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "js_args.h"
 #include "lmi/engine.h"
@@ -219,6 +223,8 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
                         InstanceMethod<&ContextWrap::Dispose>("dispose")});
   }
 
+  std::shared_ptr<ContextSlot> slot() const { return slot_; }
+
   explicit ContextWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ContextWrap>(info) {
     if (info.Length() != 2 || !info[0].IsExternal() || info[0].As<Napi::External<int>>().Data() != &kConstructTag ||
         !info[1].IsExternal())
@@ -314,11 +320,79 @@ Napi::Value ContextWrap::Eval(const Napi::CallbackInfo& info) {
   return ok ? result : rejected(env, error);
 }
 
+// The model's batched evaluator, created on the first evalMany().
+struct MultiSlot {
+  std::shared_ptr<eng::MultiEval> eval;
+  bool inFlight = false;
+};
+
+class EvalManyWorker : public Napi::AsyncWorker {
+ public:
+  EvalManyWorker(Napi::Env env, std::shared_ptr<MultiSlot> multi, std::vector<std::shared_ptr<ContextSlot>> slots,
+                 std::vector<Napi::Float32Array>& outs)
+      : Napi::AsyncWorker(env, "lmi.evalMany"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        multi_(std::move(multi)),
+        eval_(multi_->eval),
+        slots_(std::move(slots)) {
+    for (auto& slot : slots_) contexts_.push_back(slot->context);  // alive through dispose()
+    for (auto& out : outs) {
+      outs_.push_back(Napi::Persistent(out));
+      outData_.push_back(out.ElementLength() > 0 ? out.Data() : nullptr);
+    }
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      std::vector<eng::Context*> raw;
+      for (auto& c : contexts_) raw.push_back(c.get());
+      eval_->run(raw, outData_);
+    } catch (const eng::Error& e) {
+      code_ = eng::errorCodeName(e.code());
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      code_ = "NATIVE";
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    release();
+    Napi::Env env = Env();
+    Napi::Array result = Napi::Array::New(env, outs_.size());
+    for (size_t i = 0; i < outs_.size(); i++) result.Set(static_cast<uint32_t>(i), outs_[i].Value());
+    deferred_.Resolve(result);
+  }
+
+  void OnError(const Napi::Error& e) override {
+    release();
+    deferred_.Reject(makeError(Env(), code_, e.Message()).Value());
+  }
+
+ private:
+  void release() {
+    multi_->inFlight = false;
+    for (auto& slot : slots_) slot->inFlight = false;
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<MultiSlot> multi_;
+  std::shared_ptr<eng::MultiEval> eval_;
+  std::vector<std::shared_ptr<ContextSlot>> slots_;
+  std::vector<std::shared_ptr<eng::Context>> contexts_;
+  std::vector<Napi::Reference<Napi::Float32Array>> outs_;
+  std::vector<float*> outData_;
+  std::string code_ = "NATIVE";
+};
+
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod<&ModelWrap::CreateContext>("createContext"),
+                        InstanceMethod<&ModelWrap::EvalMany>("evalMany"),
                         InstanceMethod<&ModelWrap::WeightBytes>("weightBytes"),
                         InstanceMethod<&ModelWrap::Dispose>("dispose")});
   }
@@ -345,6 +419,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
+  Napi::Value EvalMany(const Napi::CallbackInfo& info);
+
   Napi::Value WeightBytes(const Napi::CallbackInfo& info) {
     return callOrThrow(info.Env(), [&]() -> Napi::Value {
       if (!model_) throw CodedError("DISPOSED", "NativeModel has been disposed and cannot be used any more");
@@ -354,11 +430,70 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     model_.reset();  // contexts still alive keep the weights mapped until they go
+    multi_.reset();  // a running evalMany holds its own reference
     return info.Env().Undefined();
   }
 
   std::shared_ptr<const eng::Model> model_;
+  std::shared_ptr<MultiSlot> multi_;
 };
+
+Napi::Value ModelWrap::EvalMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Value result;
+  Napi::Value error;
+  const bool ok = captureError(env, [&] {
+    if (!model_) throw CodedError("DISPOSED", "NativeModel has been disposed and cannot be used any more");
+    if (!multi_) {
+      multi_ = std::make_shared<MultiSlot>();
+      multi_->eval = std::make_shared<eng::MultiEval>(model_, 0);
+    }
+    if (multi_->inFlight)
+      throw CodedError("INVALID_ARGUMENT",
+                       "evalMany() called while another evalMany() on this model is still running; await it first "
+                       "(one batched eval at a time per model)");
+    if (info.Length() < 1 || !info[0].IsArray()) throw ArgError("evalMany(items) expects an array of { context, batch }");
+    Napi::Array items = info[0].As<Napi::Array>();
+    if (items.Length() < 1 || items.Length() > 65536)
+      throw ArgError("evalMany(items) needs 1 to 65536 items, got " + std::to_string(items.Length()));
+    Napi::Function contextClass = classesFor(env).context.Value();
+    std::vector<std::shared_ptr<ContextSlot>> slots;
+    std::unordered_set<const ContextSlot*> seen;
+    for (uint32_t i = 0; i < items.Length(); i++) {
+      const std::string where = "items[" + std::to_string(i) + "]";
+      Napi::Object item = requireObject(items.Get(i), where.c_str());
+      Napi::Value cv = item.Get("context");
+      if (!cv.IsObject() || !cv.As<Napi::Object>().InstanceOf(contextClass))
+        throw ArgError(where + ".context must be a NativeContext");
+      std::shared_ptr<ContextSlot> slot = ContextWrap::Unwrap(cv.As<Napi::Object>())->slot();
+      if (!slot->context) throw CodedError("DISPOSED", where + ".context has been disposed and cannot be used any more");
+      if (slot->inFlight)
+        throw CodedError("INVALID_ARGUMENT", where + ".context is running another eval; await it first (one eval at a time per context)");
+      if (!seen.insert(slot.get()).second) throw ArgError(where + ".context appears twice in one evalMany()");
+      if (!multi_->eval->accepts(*slot->context)) throw ArgError(where + ".context belongs to another model");
+      slots.push_back(std::move(slot));
+    }
+    // Stage (validate and copy) every batch before anything runs; a bad batch rejects the call.
+    std::vector<Napi::Float32Array> outs;
+    for (uint32_t i = 0; i < items.Length(); i++) {
+      Napi::Object item = items.Get(i).As<Napi::Object>();
+      eng::Batch b = parseBatch(requireObject(item.Get("batch"), ("items[" + std::to_string(i) + "].batch").c_str()));
+      try {
+        slots[i]->context->stage(b);
+      } catch (const eng::Error& e) {
+        throw eng::Error(e.code(), "items[" + std::to_string(i) + "].batch: " + e.what());
+      }
+      const int64_t rows = slots[i]->context->stagedOutputRows();
+      outs.push_back(Napi::Float32Array::New(env, static_cast<size_t>(rows * slots[i]->context->nVocab())));
+    }
+    auto* worker = new EvalManyWorker(env, multi_, slots, outs);
+    result = worker->Promise();
+    multi_->inFlight = true;
+    for (auto& slot : slots) slot->inFlight = true;
+    worker->Queue();
+  }, &error);
+  return ok ? result : rejected(env, error);
+}
 
 class LoadWorker : public Napi::AsyncWorker {
  public:

@@ -8,12 +8,8 @@
 #include <mutex>
 
 #include "arch.h"
-#include "ggml-alloc.h"
-#include "ggml-backend.h"
+#include "context_impl.h"
 #include "ggml-cpu.h"
-#include "graph.h"
-#include "lmi/engine.h"
-#include "model.h"
 
 namespace lmi::engine {
 
@@ -25,84 +21,6 @@ constexpr int64_t kMaxPosition = int64_t(1) << 53;
 constexpr size_t kMaxCachedGraphs = 16;
 
 [[noreturn]] void invalid(const std::string& message) { throw Error(ErrorCode::InvalidArgument, message); }
-
-struct CachedGraph {
-  int64_t n = 0;
-  LogitsMode mode = LogitsMode::Last;
-  ggml_context* ctx = nullptr;  // the graph's tensor metadata
-  ggml_cgraph* gf = nullptr;
-  ggml_tensor* tokens = nullptr;
-  ggml_tensor* slots = nullptr;
-  ggml_tensor* logits = nullptr;
-  std::vector<ggml_tensor*> attnNodes;  // per layer; data is null when the node is not in the graph
-  uint64_t lastUse = 0;
-
-  CachedGraph() = default;
-  CachedGraph(const CachedGraph&) = delete;
-  CachedGraph& operator=(const CachedGraph&) = delete;
-  ~CachedGraph() {
-    if (ctx != nullptr) ggml_free(ctx);
-  }
-};
-
-}  // namespace
-
-// The per-layer userdata of the attention custom op.
-struct LayerAttention {
-  Context::Impl* ctx = nullptr;
-  int layer = 0;
-  attn::Problem problem;  // filled before each compute
-};
-
-struct Context::Impl {
-  std::shared_ptr<const Model> model;
-  ContextOptions opt;
-  int64_t nSlotArchive = 0;  // nSlot + nArchive
-
-  ggml_threadpool* pool = nullptr;
-  ggml_backend_t backend = nullptr;
-  ggml_context* kvCtx = nullptr;
-  ggml_backend_buffer_t kvBuffer = nullptr;
-  GraphTarget target;  // K/V cache tensors + the op's userdata
-  size_t kvBytes = 0;
-  std::vector<LayerAttention> layerOps;
-
-  ggml_gallocr_t galloc = nullptr;
-  std::vector<std::unique_ptr<CachedGraph>> graphs;
-  uint64_t clock = 0;
-
-  // The staged batch (sized once: maxBatch / nSlot + nArchive entries).
-  int64_t n = 0;
-  std::vector<int32_t> tokens;
-  std::vector<int64_t> qPos;
-  std::vector<int64_t> slotIndex;
-  std::vector<int32_t> copies;
-  int64_t nCopies = 0;
-  std::vector<int64_t> slotPos;
-  attn::LambdaMask mask;
-  attn::TopKMiddle topK;
-  LogitsMode mode = LogitsMode::Last;
-  std::vector<uint32_t> slotStamp;  // duplicate-slot detection without clearing per batch
-  uint32_t stampEpoch = 0;
-
-  std::atomic<bool> opFailed{false};
-  std::mutex opErrorMutex;
-  std::string opError;
-
-  ~Impl() {
-    graphs.clear();
-    if (galloc != nullptr) ggml_gallocr_free(galloc);
-    if (kvBuffer != nullptr) ggml_backend_buffer_free(kvBuffer);
-    if (kvCtx != nullptr) ggml_free(kvCtx);
-    if (backend != nullptr) ggml_backend_free(backend);
-    if (pool != nullptr) ggml_threadpool_free(pool);
-  }
-
-  CachedGraph& graphFor(int64_t nTok, LogitsMode m);
-  std::unique_ptr<CachedGraph> build(int64_t nTok, LogitsMode m);
-};
-
-namespace {
 
 // The Λ kernel as a ggml custom op: ggml calls it on each of its nth threads.
 void attentionOp(ggml_tensor* dst, int ith, int nth, void* userdata) {
@@ -235,13 +153,20 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
   c.slotStamp.assign(static_cast<size_t>(o.nSlot), 0);
   c.copies.reserve(static_cast<size_t>(2 * o.nArchive));
 
-  // The compute buffer, reserved for the largest graph (maxBatch tokens, every row's logits),
-  // so smaller graphs fit without reallocating.
+  // The compute buffer is reserved by the first run() (ensureComputeBuffer): a context that only
+  // ever runs inside MultiEval (batched with other sessions) never needs one of its own.
   c.galloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(c.backend));
   if (c.galloc == nullptr) throw Error(ErrorCode::Native, "cannot create the ggml graph allocator");
-  CachedGraph& worst = c.graphFor(o.maxBatch, LogitsMode::All);
-  if (!ggml_gallocr_reserve(c.galloc, worst.gf))
-    throw Error(ErrorCode::Native, "cannot allocate the compute buffer for maxBatch = " + std::to_string(o.maxBatch));
+}
+
+void Context::Impl::ensureComputeBuffer() {
+  if (computeReserved) return;
+  // Reserved for the largest graph (maxBatch tokens, every row's logits), so smaller graphs fit
+  // without reallocating.
+  CachedGraph& worst = graphFor(opt.maxBatch, LogitsMode::All);
+  if (!ggml_gallocr_reserve(galloc, worst.gf))
+    throw Error(ErrorCode::Native, "cannot allocate the compute buffer for maxBatch = " + std::to_string(opt.maxBatch));
+  computeReserved = true;
 }
 
 Context::~Context() = default;
@@ -333,6 +258,18 @@ void Context::stage(const Batch& b) {
   c.mode = b.logits;
 }
 
+void Context::Impl::applyArchiveCopies() {
+  if (nCopies == 0) return;
+  for (int64_t il = opt.topKFromLayer; il < model->hp.nLayer; il++) {
+    for (ggml_tensor* cache : {target.kCache[il], target.vCache[il]}) {
+      auto* base = static_cast<uint8_t*>(cache->data);
+      const size_t row = cache->nb[1];
+      for (int64_t i = 0; i < nCopies; i++)
+        std::memcpy(base + row * copies[2 * i + 1], base + row * copies[2 * i], row);
+    }
+  }
+}
+
 void Context::run(float* logits) {
   Impl& c = *impl_;
   const Model& model = *c.model;
@@ -341,18 +278,10 @@ void Context::run(float* logits) {
 
   // 1. Archive copies (ring slot -> archive slot) in the layers that have an archive, before
   //    this batch's writes can overwrite the ring slot.
-  if (c.nCopies > 0) {
-    for (int64_t il = o.topKFromLayer; il < hp.nLayer; il++) {
-      for (ggml_tensor* cache : {c.target.kCache[il], c.target.vCache[il]}) {
-        auto* base = static_cast<uint8_t*>(cache->data);
-        const size_t row = cache->nb[1];
-        for (int64_t i = 0; i < c.nCopies; i++)
-          std::memcpy(base + row * c.copies[2 * i + 1], base + row * c.copies[2 * i], row);
-      }
-    }
-  }
+  c.applyArchiveCopies();
 
   // 2. The graph for this shape, allocated in the shared compute buffer.
+  c.ensureComputeBuffer();
   CachedGraph& g = c.graphFor(c.n, c.mode);
   const size_t before = ggml_gallocr_get_buffer_size(c.galloc, 0);
   if (!ggml_gallocr_alloc_graph(c.galloc, g.gf)) throw Error(ErrorCode::Native, "cannot allocate the compute graph");

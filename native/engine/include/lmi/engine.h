@@ -103,7 +103,8 @@ struct Batch {
 
 class Context {
  public:
-  // Allocates K/V for every layer (zeroed) and the compute buffer; throws Error.
+  // Allocates K/V for every layer (not cleared: a slot is read only after a batch wrote it);
+  // the compute buffer is reserved by the first run(). Throws Error.
   Context(std::shared_ptr<const Model> model, const ContextOptions& options);
   ~Context();
   Context(const Context&) = delete;
@@ -121,6 +122,33 @@ class Context {
   size_t kvBytes() const;
   int64_t nVocab() const;
   const ContextOptions& options() const;
+
+  struct Impl;
+
+ private:
+  friend class MultiEval;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Continuous batching: runs the staged batches of several contexts of one model as ONE forward
+// pass over their concatenated tokens. The projections and feed-forward matmuls see every token
+// at once; attention stays per sequence, each through the Λ kernel against its own context's K/V
+// (this batch's K/V rows are scattered into each context's slots inside the attention op).
+// Graphs are cached per (total tokens, logits mode), whatever the split between contexts.
+// Owns its own ggml thread pool and compute buffer; one run() at a time.
+class MultiEval {
+ public:
+  // threads 0: the model's default thread count.
+  MultiEval(std::shared_ptr<const Model> model, int threads);
+  ~MultiEval();
+  MultiEval(const MultiEval&) = delete;
+  MultiEval& operator=(const MultiEval&) = delete;
+
+  // Whether `context` belongs to this evaluator's model (checked again by run()).
+  bool accepts(const Context& context) const;
+  // contexts: distinct, staged (Context::stage) contexts of this model; logits[i] receives
+  // contexts[i]->stagedOutputRows() * nVocab floats. Throws Error.
+  void run(const std::vector<Context*>& contexts, const std::vector<float*>& logits);
 
   struct Impl;
 

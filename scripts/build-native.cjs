@@ -105,8 +105,7 @@ async function buildAddon({
     if (ifMissing && fs.existsSync(addon)) return addon;
     const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [packageRoot] });
     const addonApiDir = require(require.resolve('node-addon-api', { paths: [packageRoot] })).include_dir;
-    const args = [
-      cmakeJs, 'build',
+    const options = [
       '--directory', packageRoot,
       '--out', buildDir,
       '--parallel', String(Math.max(1, os.availableParallelism ? os.availableParallelism() : os.cpus().length)),
@@ -114,23 +113,28 @@ async function buildAddon({
       `--CDNODE_ADDON_API_DIR=${addonApiDir.replace(/^"|"$/g, '')}`,
       `--CDLMI_BUILD_TESTS=${tests ? 'ON' : 'OFF'}`,
     ];
-    if (process.env.LMI_CUDA) args.push(`--CDLMI_CUDA=${process.env.LMI_CUDA}`);
+    if (process.env.LMI_CUDA) options.push(`--CDLMI_CUDA=${process.env.LMI_CUDA}`);
     const tail = [];
-    const code = await new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, args, { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-      const onData = (chunk) => {
-        for (const line of chunk.toString('utf8').split(/\r?\n/)) {
-          if (!line) continue;
-          tail.push(line);
-          if (tail.length > 40) tail.shift();
-          onLine(line);
-        }
-      };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.on('error', reject);
-      child.on('close', resolve);
-    });
+    const cmakeJsRun = (command) =>
+      new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [cmakeJs, command, ...options], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+        const onData = (chunk) => {
+          for (const line of chunk.toString('utf8').split(/\r?\n/)) {
+            if (!line) continue;
+            tail.push(line);
+            if (tail.length > 40) tail.shift();
+            onLine(line);
+          }
+        };
+        child.stdout.on('data', onData);
+        child.stderr.on('data', onData);
+        child.on('error', reject);
+        child.on('close', resolve);
+      });
+    // cmake-js build configures only a build folder that has never been configured, so options that
+    // change (tests on after an install-time build without them) would be ignored: configure every time.
+    let code = await cmakeJsRun('configure');
+    if (code === 0) code = await cmakeJsRun('build');
     if (code !== 0 || !fs.existsSync(addon)) {
       throw new Error(
         `lm-infinite: building the native addon failed (cmake-js exit code ${code}). It needs CMake >= 3.18 ` +

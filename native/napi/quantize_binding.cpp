@@ -8,39 +8,12 @@
 
 #include "ggml.h"
 #include "js_args.h"
+#include "lmi/engine.h"
 
 namespace lmi::napi {
-namespace {
-
-// The types the engine computes (native/engine/src/model.cpp), none of which needs an importance matrix.
-bool isQuantizable(int type) {
-  switch (type) {
-    case GGML_TYPE_F32:
-    case GGML_TYPE_F16:
-    case GGML_TYPE_BF16:
-    case GGML_TYPE_Q4_0:
-    case GGML_TYPE_Q4_1:
-    case GGML_TYPE_Q5_0:
-    case GGML_TYPE_Q5_1:
-    case GGML_TYPE_Q8_0:
-    case GGML_TYPE_Q2_K:
-    case GGML_TYPE_Q3_K:
-    case GGML_TYPE_Q4_K:
-    case GGML_TYPE_Q5_K:
-    case GGML_TYPE_Q6_K:
-      return true;
-    default:
-      return false;
-  }
-}
-
-std::string typeLabel(int type) {
-  if (type >= 0 && type < GGML_TYPE_COUNT)
-    return std::string(ggml_type_name(static_cast<ggml_type>(type))) + " (type " + std::to_string(type) + ")";
-  return "type " + std::to_string(type) + " (unknown to ggml)";
-}
-
-}  // namespace
+// Every type the engine computes (lmi::engine::isComputableType) quantizes without an importance matrix.
+using engine::isComputableType;
+using engine::typeLabel;
 
 Napi::Value Quantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -51,7 +24,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     if (!(typeNumber >= 0 && typeNumber < 1024) || typeNumber != static_cast<double>(static_cast<int>(typeNumber)))
       throw ArgError("quantize: 'type' must be a ggml type number");
     const int type = static_cast<int>(typeNumber);
-    if (!isQuantizable(type)) {
+    if (!isComputableType(type)) {
       Napi::Error err = makeError(env, "UNSUPPORTED",
                                   "quantize: " + typeLabel(type) +
                                       " is not one of the types the engine computes (F32, F16, BF16, Q4_0, Q4_1, "

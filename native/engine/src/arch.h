@@ -36,6 +36,12 @@ ArchPlan planArch(Model& model);
 // Builds the forward pass of model.arch into the builder's graph.
 void buildArch(GraphBuilder& g);
 
+// The tensors shared by the LayerNorm / fused-QKV / GELU-MLP architectures (gptneox, mpt):
+// token_embd, output_norm, output (optional: tied), and per layer attn_norm, attn_qkv
+// ([q | k | v] blocks), attn_output, ffn_norm, ffn_up, ffn_down. gptneox requires every bias;
+// for mpt they are optional.
+ArchPlan planLayerNormFusedQkv(Model& m, bool biasesRequired);
+
 // The per-architecture halves of the above.
 ArchPlan planLlama(Model& m);    // llama and qwen2
 ArchPlan planGptNeoX(Model& m);

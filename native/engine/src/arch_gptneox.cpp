@@ -14,30 +14,34 @@
 
 namespace lmi::engine {
 
-ArchPlan planGptNeoX(Model& m) {
+ArchPlan planGptNeoX(Model& m) { return planLayerNormFusedQkv(m, /*biasesRequired=*/true); }
+
+// The tensor list gptneox and mpt share; they differ only in whether the biases must be there.
+ArchPlan planLayerNormFusedQkv(Model& m, bool biasesRequired) {
   const Hyperparameters& hp = m.hp;
   const int64_t E = hp.nEmbd, Hq = hp.nHead * hp.headDim, Hkv = hp.nHeadKV * hp.headDim, F = hp.nFF;
+  const bool b = biasesRequired;
   ArchPlan plan;
   auto& t = plan.tensors;
   t.push_back({"token_embd.weight", {E, hp.nVocab}, true, false, &m.tokEmbd});
   t.push_back({"output_norm.weight", {E}, true, true, &m.outputNorm});
-  t.push_back({"output_norm.bias", {E}, true, true, &m.outputNormB});
+  t.push_back({"output_norm.bias", {E}, b, true, &m.outputNormB});
   t.push_back({"output.weight", {E, hp.nVocab}, false, false, &m.output});
   for (int64_t il = 0; il < hp.nLayer; il++) {
     LayerWeights& w = m.layers[il];
-    const std::string b = "blk." + std::to_string(il) + ".";
-    t.push_back({b + "attn_norm.weight", {E}, true, true, &w.attnNorm});
-    t.push_back({b + "attn_norm.bias", {E}, true, true, &w.attnNormB});
-    t.push_back({b + "attn_qkv.weight", {E, Hq + 2 * Hkv}, true, false, &w.wqkv});
-    t.push_back({b + "attn_qkv.bias", {Hq + 2 * Hkv}, true, true, &w.bqkv});
-    t.push_back({b + "attn_output.weight", {Hq, E}, true, false, &w.wo});
-    t.push_back({b + "attn_output.bias", {E}, true, true, &w.bo});
-    t.push_back({b + "ffn_norm.weight", {E}, true, true, &w.ffnNorm});
-    t.push_back({b + "ffn_norm.bias", {E}, true, true, &w.ffnNormB});
-    t.push_back({b + "ffn_up.weight", {E, F}, true, false, &w.ffnUp});
-    t.push_back({b + "ffn_up.bias", {F}, true, true, &w.ffnUpB});
-    t.push_back({b + "ffn_down.weight", {F, E}, true, false, &w.ffnDown});
-    t.push_back({b + "ffn_down.bias", {E}, true, true, &w.ffnDownB});
+    const std::string p = "blk." + std::to_string(il) + ".";
+    t.push_back({p + "attn_norm.weight", {E}, true, true, &w.attnNorm});
+    t.push_back({p + "attn_norm.bias", {E}, b, true, &w.attnNormB});
+    t.push_back({p + "attn_qkv.weight", {E, Hq + 2 * Hkv}, true, false, &w.wqkv});
+    t.push_back({p + "attn_qkv.bias", {Hq + 2 * Hkv}, b, true, &w.bqkv});
+    t.push_back({p + "attn_output.weight", {Hq, E}, true, false, &w.wo});
+    t.push_back({p + "attn_output.bias", {E}, b, true, &w.bo});
+    t.push_back({p + "ffn_norm.weight", {E}, true, true, &w.ffnNorm});
+    t.push_back({p + "ffn_norm.bias", {E}, b, true, &w.ffnNormB});
+    t.push_back({p + "ffn_up.weight", {E, F}, true, false, &w.ffnUp});
+    t.push_back({p + "ffn_up.bias", {F}, b, true, &w.ffnUpB});
+    t.push_back({p + "ffn_down.weight", {F, E}, true, false, &w.ffnDown});
+    t.push_back({p + "ffn_down.bias", {E}, b, true, &w.ffnDownB});
   }
   return plan;
 }

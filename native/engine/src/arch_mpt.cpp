@@ -7,29 +7,9 @@
 namespace lmi::engine {
 
 ArchPlan planMpt(Model& m) {
-  const Hyperparameters& hp = m.hp;
-  const int64_t E = hp.nEmbd, Hq = hp.nHead * hp.headDim, Hkv = hp.nHeadKV * hp.headDim, F = hp.nFF;
-  ArchPlan plan;
-  auto& t = plan.tensors;
-  t.push_back({"token_embd.weight", {E, hp.nVocab}, true, false, &m.tokEmbd});
-  t.push_back({"output_norm.weight", {E}, true, true, &m.outputNorm});
-  t.push_back({"output_norm.bias", {E}, false, true, &m.outputNormB});
-  t.push_back({"output.weight", {E, hp.nVocab}, false, false, &m.output});
-  for (int64_t il = 0; il < hp.nLayer; il++) {
-    LayerWeights& w = m.layers[il];
+  ArchPlan plan = planLayerNormFusedQkv(m, /*biasesRequired=*/false);
+  for (int64_t il = 0; il < m.hp.nLayer; il++) {
     const std::string b = "blk." + std::to_string(il) + ".";
-    t.push_back({b + "attn_norm.weight", {E}, true, true, &w.attnNorm});
-    t.push_back({b + "attn_norm.bias", {E}, false, true, &w.attnNormB});
-    t.push_back({b + "attn_qkv.weight", {E, Hq + 2 * Hkv}, true, false, &w.wqkv});
-    t.push_back({b + "attn_qkv.bias", {Hq + 2 * Hkv}, false, true, &w.bqkv});
-    t.push_back({b + "attn_output.weight", {Hq, E}, true, false, &w.wo});
-    t.push_back({b + "attn_output.bias", {E}, false, true, &w.bo});
-    t.push_back({b + "ffn_norm.weight", {E}, true, true, &w.ffnNorm});
-    t.push_back({b + "ffn_norm.bias", {E}, false, true, &w.ffnNormB});
-    t.push_back({b + "ffn_up.weight", {E, F}, true, false, &w.ffnUp});
-    t.push_back({b + "ffn_up.bias", {F}, false, true, &w.ffnUpB});
-    t.push_back({b + "ffn_down.weight", {F, E}, true, false, &w.ffnDown});
-    t.push_back({b + "ffn_down.bias", {E}, false, true, &w.ffnDownB});
     plan.unsupported.push_back({b + "attn_q_norm.weight", "Q/K layer norms (MPT qk_ln)"});
     plan.unsupported.push_back({b + "attn_k_norm.weight", "Q/K layer norms (MPT qk_ln)"});
     plan.unsupported.push_back({b + "ffn.act.scales", "activation scales of AWQ-quantized MPT"});

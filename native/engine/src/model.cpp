@@ -12,12 +12,6 @@
 
 namespace lmi::engine {
 
-namespace {
-
-constexpr int kMaxDims = 4;
-constexpr int64_t kMaxDim = int64_t(1) << 40;
-
-// The tensor types ggml's CPU backend computes matrix products and row lookups for.
 bool isComputableType(int type) {
   switch (type) {
     case GGML_TYPE_F32:
@@ -45,6 +39,11 @@ std::string typeLabel(int type) {
   }
   return "type " + std::to_string(type) + " (unknown to ggml)";
 }
+
+namespace {
+
+constexpr int kMaxDims = 4;
+constexpr int64_t kMaxDim = int64_t(1) << 40;
 
 std::string dimsLabel(const std::vector<int64_t>& dims) {
   std::string s = "[";

@@ -70,6 +70,12 @@ struct ModelSpec {
 
 struct Model;  // weights; defined in src/model.h
 
+// The tensor types ggml's CPU backend computes matrix products and row lookups for:
+// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K.
+bool isComputableType(int type);
+// "Q4_K (type 12)", or "type 99 (unknown to ggml)".
+std::string typeLabel(int type);
+
 // mmaps spec.path read-only, validates every tensor against the file, the type list and the
 // architecture, and wraps them as ggml tensors over the mapping. Throws Error.
 std::shared_ptr<const Model> loadModel(const ModelSpec& spec);

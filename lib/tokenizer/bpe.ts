@@ -6,7 +6,7 @@
  * the lowest merge rank (position in `tokenizer.ggml.merges`; ties: leftmost)
  * until no ranked pair remains. Each final symbol is looked up in the vocab.
  */
-import { PairHeap } from './heap';
+import { PairHeap, mergeBestPairs } from './heap';
 import { BYTE_TO_CHAR } from './byte-level';
 import { ResolvedVocab } from './resolve';
 import { pushUtf8 } from './unicode';
@@ -63,17 +63,7 @@ export function mergeWord(word: string, vocab: ResolvedVocab, out: number[]): vo
     heap.push(rank, left, right, len[left] + len[right]);
   };
   for (let i = 1; i < m; i++) tryAdd(i - 1, i);
-  while (heap.pop()) {
-    const left = heap.topLeft;
-    const right = heap.topRight;
-    if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== heap.topSize) continue;
-    len[left] += len[right];
-    len[right] = 0;
-    next[left] = next[right];
-    if (next[right] >= 0) prev[next[right]] = left;
-    tryAdd(prev[left], left);
-    tryAdd(left, next[left]);
-  }
+  mergeBestPairs(heap, len, prev, next, tryAdd);
   for (let i = 0; i !== -1; i = next[i]) {
     const piece = word.substr(i, len[i]);
     const id = textToId.get(piece);

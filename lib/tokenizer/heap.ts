@@ -106,3 +106,29 @@ export class PairHeap {
     return true;
   }
 }
+
+/**
+ * The merge loop both BPE flavours share: symbols form a linked list (prev/next, len in UTF-16
+ * units, 0 once merged away); the heap holds candidate pairs, best first. Pops the best pair,
+ * skips it if either side changed since it was queued, merges right into left, and lets tryAdd
+ * queue the two new neighbouring pairs.
+ */
+export function mergeBestPairs(
+  heap: PairHeap,
+  len: Int32Array,
+  prev: Int32Array,
+  next: Int32Array,
+  tryAdd: (left: number, right: number) => void,
+): void {
+  while (heap.pop()) {
+    const left = heap.topLeft;
+    const right = heap.topRight;
+    if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== heap.topSize) continue;
+    len[left] += len[right];
+    len[right] = 0;
+    next[left] = next[right];
+    if (next[right] >= 0) prev[next[right]] = left;
+    tryAdd(prev[left], left);
+    tryAdd(left, next[left]);
+  }
+}

@@ -15,7 +15,7 @@
  * on its own small heap, and repeated segments (words) come from a cache.
  */
 import { TokenizerError } from '../errors';
-import { PairHeap } from './heap';
+import { PairHeap, mergeBestPairs } from './heap';
 import { ResolvedVocab } from './resolve';
 import { pushUtf8 } from './unicode';
 
@@ -111,17 +111,7 @@ export function mergeSegment(text: string, vocab: ResolvedVocab, out: number[]):
   };
   for (let i = 1; i < count; i++) tryAdd(i - 1, i);
 
-  while (heap.pop()) {
-    const left = heap.topLeft;
-    const right = heap.topRight;
-    if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== heap.topSize) continue;
-    len[left] += len[right];
-    len[right] = 0;
-    next[left] = next[right];
-    if (next[right] >= 0) prev[next[right]] = left;
-    tryAdd(prev[left], left);
-    tryAdd(left, next[left]);
-  }
+  mergeBestPairs(heap, len, prev, next, tryAdd);
 
   for (let i = 0; i !== -1; i = next[i]) {
     const piece = text.substr(start[i], len[i]);

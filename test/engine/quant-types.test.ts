@@ -27,7 +27,7 @@ import { quantizeModel, rewriteTensors } from '../helpers/quantized-models';
 import { Rng } from '../helpers/random';
 import { makeSyntheticModel, type SyntheticArch, type SyntheticModelOptions } from '../helpers/synthetic-models';
 import { logProbGap, randomTokens, type Gap } from '../reference-forward/compare';
-import { SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
+import { logSoftmaxRows, SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
 
 const N = 48;
 const TOKENS = randomTokens(N, 17);
@@ -88,20 +88,6 @@ const CASES: Case[] = [
   { label: 'gptneox F32', arch: 'gptneox', type: GgmlType.F32 },
   { label: 'mpt F32', arch: 'mpt', type: GgmlType.F32 },
 ];
-
-function logSoftmaxRows(logits: Float32Array, nVocab: number): Float32Array[] {
-  const rows: Float32Array[] = [];
-  for (let r = 0; r < logits.length / nVocab; r++) {
-    const row = logits.subarray(r * nVocab, (r + 1) * nVocab);
-    let max = -Infinity;
-    for (const v of row) max = Math.max(max, v);
-    let sum = 0;
-    for (const v of row) sum += Math.exp(v - max);
-    const lse = max + Math.log(sum);
-    rows.push(Float32Array.from(row, (v) => v - lse));
-  }
-  return rows;
-}
 
 describe('every weight type vs llama.cpp (weights quantized by ggml)', () => {
   let addon: NativeAddon;

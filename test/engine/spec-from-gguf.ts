@@ -146,6 +146,13 @@ export function logSoftmaxRow(logits: Float32Array, r: number, nVocab: number): 
   return out;
 }
 
+/** Every row's log-softmax, as float32 (what the comparisons with llama.cpp's float probabilities use). */
+export function logSoftmaxRows(logits: Float32Array, nVocab: number): Float32Array[] {
+  const rows: Float32Array[] = [];
+  for (let r = 0; r < logits.length / nVocab; r++) rows.push(Float32Array.from(logSoftmaxRow(logits, r, nVocab)));
+  return rows;
+}
+
 export function argmaxRow(logits: Float32Array, r: number, nVocab: number): number {
   let best = 0;
   for (let i = 1; i < nVocab; i++) if (logits[r * nVocab + i] > logits[r * nVocab + best]) best = i;

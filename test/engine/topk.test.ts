@@ -12,7 +12,7 @@ import type { NativeModel } from '../../lib/native/types';
 import { fixturePath, STORIES } from '../gguf/helpers';
 import { ReferenceModel } from '../reference/forward';
 import { logProbGap, randomTokens } from '../reference-forward/compare';
-import { SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
+import { logSoftmaxRows, SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
 
 const TOTAL = 160;
 const CHUNK = 8;
@@ -20,20 +20,6 @@ const N_GLOBAL = 4;
 const N_LOCAL = 32;
 const TOPK = { k: 5, insertAt: 16 };
 const FROM_LAYER = 2;
-
-function logSoftmaxRows(logits: Float32Array, nVocab: number): Float32Array[] {
-  const rows: Float32Array[] = [];
-  for (let r = 0; r < logits.length / nVocab; r++) {
-    const row = logits.subarray(r * nVocab, (r + 1) * nVocab);
-    let max = -Infinity;
-    for (const v of row) max = Math.max(max, v);
-    let sum = 0;
-    for (const v of row) sum += Math.exp(v - max);
-    const lse = max + Math.log(sum);
-    rows.push(Float32Array.from(row, (v) => v - lse));
-  }
-  return rows;
-}
 
 describe('Λ ring with top-k middle attention vs the reference forward pass', () => {
   let model: NativeModel;

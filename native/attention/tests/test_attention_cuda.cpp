@@ -1,0 +1,313 @@
+// The CUDA kernels (lmi::attn::cuda) against the dense reference (reference.cpp) and the
+// CPU kernel (lmi::attn::run): the randomized cases of test_attention_random.cpp (shared
+// generator, random_case.h) on every kernel path and several key splits, plus targeted
+// cases: multi-query decode, several sequences on concurrent streams, prefill with tile
+// skipping at nLocal not a multiple of the 32-slot tile, ring-buffer slot orders with
+// empty slots, top-k, head dims 20 and 256, no slots, shift invariance at 2^40.
+//
+//   lmi_test_attention_cuda [cases]     (exit 77 with "no CUDA device" when there is none)
+//
+// Tolerances (max |diff| over outputs, rows whose k-th/(k+1)-th middle logits nearly tie
+// skipped, as in the CPU test): against the reference f32 K/V 2e-4, f16 K/V 5e-4 on the
+// CUDA-core path and 1e-3 on the tensor-core path (hi/lo f16 splitting); against the CPU
+// kernel the same. A NaN anywhere fails.
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <memory>
+
+#include "cuda/attention_cuda_internal.h"
+#include "lmi/attention_cuda.h"
+#include "random_case.h"
+#include "test_util.h"
+
+using namespace lmi::attn;
+using namespace lmi::attn::test;
+namespace cd = lmi::attn::cuda::detail;
+
+namespace {
+
+#define CUDA_OK(expr)                                                                              \
+  do {                                                                                             \
+    const cudaError_t e_ = (expr);                                                                 \
+    if (e_ != cudaSuccess) {                                                                       \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                                \
+    }                                                                                              \
+  } while (0)
+
+// Device copies of a Case's buffers.
+struct DeviceCase {
+  std::vector<void*> bufs;
+  Problem p;
+  float* out = nullptr;
+  size_t outN = 0;
+
+  template <class T>
+  T* upload(const std::vector<T>& v) {
+    if (v.empty()) return nullptr;
+    void* d = nullptr;
+    CUDA_OK(cudaMalloc(&d, v.size() * sizeof(T)));
+    CUDA_OK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    bufs.push_back(d);
+    return static_cast<T*>(d);
+  }
+  explicit DeviceCase(Case& c) {
+    p = c.problem();
+    p.q = upload(c.q);
+    if (c.kvType == KVType::F16) {
+      p.k = upload(c.kh);
+      p.v = upload(c.vh);
+    } else {
+      p.k = upload(c.kf);
+      p.v = upload(c.vf);
+    }
+    p.slotPos = upload(c.slotPos);
+    p.qPos = upload(c.qPos);
+    if (c.pe.kind == Encoding::Alibi) p.pe.alibiSlopes = upload(c.slopes);
+    outN = c.out.size();
+    std::vector<float> nan(outN, NAN);
+    out = upload(nan);
+    p.out = out;
+  }
+  ~DeviceCase() {
+    for (void* b : bufs) cudaFree(b);
+  }
+  DeviceCase(const DeviceCase&) = delete;
+  DeviceCase& operator=(const DeviceCase&) = delete;
+
+  std::vector<float> run(const cd::RunOptions& o, cudaStream_t st = nullptr) {
+    std::vector<float> nan(outN, NAN);
+    CUDA_OK(cudaMemcpy(out, nan.data(), outN * sizeof(float), cudaMemcpyHostToDevice));
+    cd::runWith(p, st, o);
+    return fetch(st);
+  }
+  std::vector<float> fetch(cudaStream_t st) {
+    CUDA_OK(cudaStreamSynchronize(st));
+    CUDA_OK(cudaGetLastError());
+    std::vector<float> h(outN);
+    CUDA_OK(cudaMemcpy(h.data(), out, outN * sizeof(float), cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+double tolFor(const Case& c, cd::Path path) {
+  if (c.kvType == KVType::F32) return 2e-4;
+  return path == cd::Path::Mma ? 1e-3 : 5e-4;
+}
+
+const char* pathName(cd::Path p) { return p == cd::Path::Mma ? "mma" : p == cd::Path::Scalar ? "scalar" : "auto"; }
+
+double worst[2][3];  // [f16][path]
+
+// Runs c on the GPU with each option set and checks it against the reference and the CPU kernel.
+void checkCase(Case& c, const std::vector<cd::RunOptions>& opts) {
+  const ref::Result want = ref::run(c.problem());
+  std::fill(c.out.begin(), c.out.end(), NAN);
+  run(c.problem());
+  const std::vector<float> cpu = c.out;
+  DeviceCase dc(c);
+  for (const cd::RunOptions& o : opts) {
+    const cd::RunPlan pl = cd::plan(dc.p, o);
+    const std::vector<float> got = dc.run(o);
+    const double tol = tolFor(c, pl.path);
+    const double dRef = maxDiff(got, want.out, c.headDim, want.ambiguous);
+    const double dCpu = maxDiff(got, cpu, c.headDim, want.ambiguous);
+    double& w = worst[c.kvType == KVType::F16][static_cast<int>(pl.path)];
+    w = std::max(w, dRef);
+    LMI_CHECK(dRef <= tol, "%s [%s splits=%d tiles=%d] vs reference: max|diff| = %g (tol %g)", c.what.c_str(),
+              pathName(pl.path), pl.nSplit, int(pl.tileRange), dRef, tol);
+    LMI_CHECK(dCpu <= tol, "%s [%s splits=%d tiles=%d] vs CPU kernel: max|diff| = %g (tol %g)", c.what.c_str(),
+              pathName(pl.path), pl.nSplit, int(pl.tileRange), dCpu, tol);
+  }
+}
+
+std::vector<cd::RunOptions> allPaths(const Case& c, int idx) {
+  std::vector<cd::RunOptions> v;
+  cd::RunOptions o;
+  v.push_back(o);  // automatic
+  o.path = cd::Path::Scalar;
+  o.splits = 1;
+  o.tileRange = idx % 2;
+  v.push_back(o);
+  o.splits = 3 + idx % 5;
+  o.tileRange = 1 - idx % 2;
+  v.push_back(o);
+  if (c.kvType == KVType::F16 && c.headDim <= 128) {
+    o.path = cd::Path::Mma;
+    o.splits = 1;
+    o.tileRange = 1;
+    v.push_back(o);
+    o.splits = 2 + idx % 3;
+    o.tileRange = idx % 2;
+    v.push_back(o);
+  }
+  return v;
+}
+
+// A stream of n tokens at base.. in a ring buffer: nGlobal pinned slots, then W slots
+// written round-robin (the write head anywhere), some empty slots.
+Case ringCase(Rng& rng, int nHead, int nHeadKV, int D, KVType kv, int64_t base, int64_t n, int64_t nGlobal,
+              int64_t nLocal, int64_t W, int nQ, Encoding enc) {
+  Case c;
+  c.nHead = nHead;
+  c.nHeadKV = nHeadKV;
+  c.headDim = D;
+  c.kvType = kv;
+  c.pe.kind = enc;
+  c.pe.pairing = rng.coin() ? RopePairing::Normal : RopePairing::NeoX;
+  c.scale = 1.0f / std::sqrt(static_cast<float>(D));
+  c.mask.origin = base;
+  c.mask.nGlobal = nGlobal;
+  c.mask.nLocal = nLocal;
+  c.mask.limitDistance = nLocal;
+  for (int64_t t = 0; t < std::min(n, nGlobal); t++) c.slotPos.push_back(base + t);
+  std::vector<int64_t> ring(W, -1);
+  for (int64_t t = std::max(nGlobal, n - W); t < n; t++) ring[(t - nGlobal) % W] = base + t;
+  c.slotPos.insert(c.slotPos.end(), ring.begin(), ring.end());
+  for (int64_t t = n - nQ; t < n; t++) c.qPos.push_back(base + t);
+  c.nQ = nQ;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "ring: nHead=%d nHeadKV=%d D=%d kv=%s base=%lld n=%lld nGlobal=%lld nLocal=%lld W=%lld nQ=%d",
+                nHead, nHeadKV, D, kv == KVType::F16 ? "f16" : "f32", (long long)base, (long long)n, (long long)nGlobal,
+                (long long)nLocal, (long long)W, nQ);
+  c.what = buf;
+  c.fill(rng);
+  return c;
+}
+
+void targeted(Rng& rng) {
+  // Prefill with tile skipping: nLocal 100 and 75 (not multiples of 32), long ring, a chunk of queries.
+  for (KVType kv : {KVType::F16, KVType::F32})
+    for (int64_t nLocal : {int64_t(100), int64_t(75)}) {
+      Case c = ringCase(rng, 8, 2, 128, kv, 1000, 1200, 10, nLocal, 400, 130, Encoding::Rope);
+      checkCase(c, allPaths(c, 0));
+    }
+  // ALiBi and no encoding, GQA 1, head dim 64, the mma path.
+  for (Encoding e : {Encoding::Alibi, Encoding::None}) {
+    Case c = ringCase(rng, 4, 4, 64, KVType::F16, 0, 700, 4, 160, 300, 96, e);
+    checkCase(c, allPaths(c, 1));
+  }
+  // Top-k middle attention over a long middle, k = 5 at nLocal / 2.
+  {
+    Case c = ringCase(rng, 8, 4, 64, KVType::F16, 50, 900, 10, 64, 880, 40, Encoding::Rope);
+    c.topK.k = 5;
+    c.topK.insertAt = 32;
+    checkCase(c, allPaths(c, 2));
+    c.topK.k = 17;
+    c.topK.insertAt = 700;
+    checkCase(c, allPaths(c, 3));
+  }
+  // Multi-query decode: 8 queries at scattered positions (one row group each).
+  {
+    Case c = ringCase(rng, 32, 8, 128, KVType::F16, 5, 3000, 10, 1000, 1100, 1, Encoding::Rope);
+    c.qPos.clear();
+    for (int q = 0; q < 8; q++) c.qPos.push_back(5 + 2999 - rng.range(0, 90));
+    c.nQ = 8;
+    c.fill(rng);
+    c.what += " (8 scattered decode queries)";
+    checkCase(c, allPaths(c, 4));
+  }
+  // Head dims 20 (odd vector widths) and 256 (scalar only), f32 and f16, partial rotary.
+  for (int D : {20, 256}) {
+    Case c = ringCase(rng, 4, 2, D, D == 20 ? KVType::F16 : KVType::F32, 0, 300, 3, 50, 120, 20, Encoding::Rope);
+    c.pe.rotaryDim = D / 2;
+    checkCase(c, allPaths(c, 5));
+  }
+  // No slots at all, and queries before every key: zeros.
+  {
+    Case c = ringCase(rng, 2, 1, 64, KVType::F16, 100, 50, 4, 16, 40, 3, Encoding::Rope);
+    c.slotPos.clear();
+    c.fill(rng);
+    DeviceCase dc(c);
+    const std::vector<float> got = dc.run({});
+    LMI_CHECK(maxDiff(got, std::vector<float>(got.size(), 0.0f), 64) == 0.0, "nSlot = 0 must give zeros");
+    Case d = ringCase(rng, 2, 1, 64, KVType::F16, 100, 50, 4, 16, 40, 3, Encoding::Rope);
+    d.qPos = {0, 1, 99};  // before the stream's first key
+    d.fill(rng);
+    DeviceCase dd(d);
+    for (cd::Path path : {cd::Path::Scalar, cd::Path::Mma}) {
+      cd::RunOptions o;
+      o.path = path;
+      const std::vector<float> z = dd.run(o);
+      LMI_CHECK(maxDiff(z, std::vector<float>(z.size(), 0.0f), 64) == 0.0, "a query with no kept key must give zeros (%s)",
+                pathName(path));
+    }
+  }
+  // Shift invariance: the same stream at base 0 and at 2^40 + 7.
+  {
+    Rng r1(99), r2(99);
+    Case a = ringCase(r1, 8, 2, 128, KVType::F16, 0, 900, 10, 256, 400, 64, Encoding::Rope);
+    Case b = ringCase(r2, 8, 2, 128, KVType::F16, (int64_t(1) << 40) + 7, 900, 10, 256, 400, 64, Encoding::Rope);
+    DeviceCase da(a), db(b);
+    for (cd::Path path : {cd::Path::Scalar, cd::Path::Mma}) {
+      cd::RunOptions o;
+      o.path = path;
+      const double d = maxDiff(da.run(o), db.run(o), 128);
+      LMI_CHECK(d <= 2e-5, "shift by 2^40 changed the output by %g (%s)", d, pathName(path));
+    }
+  }
+  // Several sequences at once: independent problems on their own streams, concurrently.
+  {
+    constexpr int kSeq = 4;
+    std::vector<std::unique_ptr<Case>> cs;
+    std::vector<std::unique_ptr<DeviceCase>> ds;
+    std::vector<cudaStream_t> sts(kSeq);
+    for (int s = 0; s < kSeq; s++) {
+      cs.push_back(std::make_unique<Case>(
+          ringCase(rng, 8, 2, 128, KVType::F16, 1000 * s, 600 + 100 * s, 10, 200, 300, 1 + 31 * (s % 2), Encoding::Rope)));
+      ds.push_back(std::make_unique<DeviceCase>(*cs.back()));
+      CUDA_OK(cudaStreamCreateWithFlags(&sts[s], cudaStreamNonBlocking));
+    }
+    for (int round = 0; round < 3; round++) {
+      for (int s = 0; s < kSeq; s++) cd::runWith(ds[s]->p, sts[s], {});
+      for (int s = 0; s < kSeq; s++) {
+        const std::vector<float> got = ds[s]->fetch(sts[s]);
+        const ref::Result want = ref::run(cs[s]->problem());
+        const double d = maxDiff(got, want.out, 128, want.ambiguous);
+        LMI_CHECK(d <= 1e-3, "stream %d round %d: max|diff| %g", s, round, d);
+      }
+    }
+    for (cudaStream_t st : sts) CUDA_OK(cudaStreamDestroy(st));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!cuda::compiled() || cuda::deviceCount() == 0) {
+    std::printf("no CUDA device\n");
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  const int nCases = argc > 1 ? std::atoi(argv[1]) : 240;
+  const auto t0 = std::chrono::steady_clock::now();
+
+  // Malformed problems throw InvalidArgument before anything runs.
+  {
+    Problem p;
+    bool threw = false;
+    try {
+      cuda::run(p);
+    } catch (const InvalidArgument&) {
+      threw = true;
+    }
+    LMI_CHECK(threw, "an empty Problem must throw InvalidArgument");
+  }
+
+  Rng rng(20230816);  // the CPU test's seed: the same cases
+  for (int idx = 0; idx < nCases; idx++) {
+    Case c = randomCase(rng, idx);
+    checkCase(c, allPaths(c, idx));
+  }
+  const double tRandom = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Rng rng2(424242);
+  targeted(rng2);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%d random cases in %.1f s, targeted cases in %.1f s\n", nCases, tRandom, secs - tRandom);
+  std::printf("worst max|diff| vs reference: f32 scalar %.3g; f16 scalar %.3g, mma %.3g\n", worst[0][1], worst[1][1],
+              worst[1][2]);
+  return finish("test_attention_cuda");
+}

@@ -91,6 +91,8 @@ export class KvCache {
   private readonly mask: LambdaMask;
   private readonly topK: { k: number; insertAt: number };
   private slotPos: BigInt64Array;
+  // The table the next plan() writes (double buffering with slotPos).
+  private spare: BigInt64Array;
   private count = 0;
   private archived = 0;
 
@@ -130,6 +132,7 @@ export class KvCache {
     }
     this.options = { ...options };
     this.slotPos = new BigInt64Array(this.size.nSlot + this.size.nArchive).fill(-1n);
+    this.spare = new BigInt64Array(this.slotPos.length);
   }
 
   /** Tokens written so far. */
@@ -198,7 +201,9 @@ export class KvCache {
   }
 
   /**
-   * The slot table for appending n tokens (1 <= n <= maxBatch). No side effects.
+   * The slot table for appending n tokens (1 <= n <= maxBatch). No side effects on the cache's
+   * state, but the plan's slotPositions array is reused by the next plan() (decoding allocates no
+   * slot table per token): use or commit a plan before making the next.
    * Throws InvalidArgumentError when the tokens do not fit (vanilla: maxContext; top-k: maxArchive).
    */
   plan(n: number): KvCachePlan {
@@ -207,7 +212,8 @@ export class KvCache {
     const o = this.options;
     const positions = new BigInt64Array(n);
     const slots = new Int32Array(n);
-    const slotPositions = this.slotPos.slice();
+    const slotPositions = this.spare;
+    slotPositions.set(this.slotPos);
     const copies: number[] = [];
     let archived = this.archived;
     for (let k = 0; k < n; k++) {
@@ -240,7 +246,12 @@ export class KvCache {
   /** Records a plan as written. It must be the latest plan made from the current state. */
   commit(plan: KvCachePlan): void {
     if (plan.start !== this.count) throw new Error(`internal: cache plan for stream index ${plan.start} committed at ${this.count}`);
-    this.slotPos = plan.slotPositions.slice();
+    if (plan.slotPositions === this.spare) {
+      this.spare = this.slotPos; // the plan's table becomes the state; the old state is the next spare
+      this.slotPos = plan.slotPositions;
+    } else {
+      this.slotPos.set(plan.slotPositions);
+    }
     this.count += plan.n;
     this.archived = plan.archiveUsed;
   }

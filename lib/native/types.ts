@@ -135,6 +135,8 @@ export interface NativeContext {
   eval(batch: NativeEvalBatch): Promise<Float32Array>;
   /** Bytes of K/V (and archive) memory this context holds. */
   kvBytes(): number;
+  /** Evals this context finished and the seconds the engine spent computing them (on the worker thread). */
+  stats(): { evals: number; computeSeconds: number };
   dispose(): void;
 }
 

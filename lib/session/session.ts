@@ -139,6 +139,16 @@ export class Session {
     return this.ctx.kvBytes();
   }
 
+  /**
+   * Native evals of this session (through its own context, not an `evaluator`) and the seconds the
+   * engine spent computing them on the worker thread. Wall time around an operation minus
+   * computeSeconds is what tokenization, sampling, the JS and N-API layers and the thread hand-off cost.
+   */
+  get stats(): { evals: number; computeSeconds: number } {
+    this.checkOpen();
+    return this.ctx.stats();
+  }
+
   /** Top-k mode: archive slots in use (of attention.topK.maxArchive); 0 otherwise. */
   get archiveUsed(): number {
     return this.cache.archiveUsed;
@@ -311,7 +321,9 @@ export class Session {
         }
       }
       this.pending = null;
-      this.lastLogits = out.slice((rows - 1) * V, rows * V);
+      // One logits row kept per session, overwritten in place (no allocation per decoded token).
+      if (this.lastLogits === null) this.lastLogits = new Float32Array(V);
+      this.lastLogits.set(out.subarray((rows - 1) * V, rows * V));
       predictor = this.lastLogits;
       o.onProgress?.({ done: Math.max(0, b - offset), total: tokens.length });
     }

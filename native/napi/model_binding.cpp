@@ -12,6 +12,7 @@
 // it marks every context busy while it runs, and is itself one call at a time per model.
 #include "model_binding.h"
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -213,6 +214,10 @@ EngineClasses& classesFor(Napi::Env env);
 struct ContextSlot {
   std::shared_ptr<eng::Context> context;  // null once disposed
   bool inFlight = false;
+  // Finished evals and the seconds their engine run() took (stats(): what the layers above cost is
+  // the wall time around an eval minus this).
+  double evals = 0;
+  double computeSeconds = 0;
 };
 
 class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
@@ -220,7 +225,7 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeContext",
                        {InstanceMethod<&ContextWrap::Eval>("eval"), InstanceMethod<&ContextWrap::KvBytes>("kvBytes"),
-                        InstanceMethod<&ContextWrap::Dispose>("dispose")});
+                        InstanceMethod<&ContextWrap::Stats>("stats"), InstanceMethod<&ContextWrap::Dispose>("dispose")});
   }
 
   std::shared_ptr<ContextSlot> slot() const { return slot_; }
@@ -241,6 +246,13 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
       if (!slot_->context) throw CodedError("DISPOSED", "NativeContext has been disposed and cannot be used any more");
       return Napi::Number::New(info.Env(), static_cast<double>(slot_->context->kvBytes()));
     });
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("evals", slot_->evals);
+    o.Set("computeSeconds", slot_->computeSeconds);
+    return o;
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -266,7 +278,9 @@ class EvalWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
+      const auto t0 = std::chrono::steady_clock::now();
       context_->run(outData_);
+      seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     } catch (const eng::Error& e) {
       code_ = eng::errorCodeName(e.code());
       SetError(e.what());
@@ -278,6 +292,8 @@ class EvalWorker : public Napi::AsyncWorker {
 
   void OnOK() override {
     slot_->inFlight = false;
+    slot_->evals += 1;
+    slot_->computeSeconds += seconds_;
     deferred_.Resolve(out_.Value());
   }
 
@@ -292,6 +308,7 @@ class EvalWorker : public Napi::AsyncWorker {
   std::shared_ptr<eng::Context> context_;  // keeps the context alive through dispose()
   Napi::Reference<Napi::Float32Array> out_;
   float* outData_;
+  double seconds_ = 0;
   std::string code_ = "NATIVE";
 };
 

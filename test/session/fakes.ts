@@ -58,6 +58,10 @@ export class FakeContext implements NativeContext {
     return (this.options.nSlot + this.options.nArchive) * nLayer * nHeadKV * headDim * 2 * (this.options.kvType === 'f16' ? 2 : 4);
   }
 
+  stats(): { evals: number; computeSeconds: number } {
+    return { evals: this.batches.length, computeSeconds: 0 };
+  }
+
   dispose(): void {
     if (this.busy) this.violations.push('disposed while an eval was running');
     this.disposed = true;

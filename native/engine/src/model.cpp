@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "arch.h"
+#include "cpu_weight_layout.h"
 #include "ggml-cpu.h"
 #include "model.h"
 
@@ -116,6 +117,7 @@ std::vector<float> alibiSlopes(int64_t nHead, double maxBias) {
 }
 
 Model::~Model() {
+  for (ggml_backend_buffer_t b : layoutBuffers) ggml_backend_buffer_free(b);
   if (buffer != nullptr) ggml_backend_buffer_free(buffer);  // does not unmap: the buffer does not own the memory
   if (ctx != nullptr) ggml_free(ctx);
 }
@@ -195,6 +197,8 @@ std::shared_ptr<const Model> loadModel(const ModelSpec& spec) {
     model->weightBytes += t->byteLength;
   }
   if (model->output == nullptr) model->output = model->tokEmbd;  // tied classifier
+  // On the CPU, the matrices ggml computes faster from its own layouts move there (as in llama.cpp).
+  model->layoutBuffers = placeWeightsInCpuLayouts(*model);
 
   const Hyperparameters& hp = model->hp;
   model->attnScale = 1.0f / std::sqrt(static_cast<float>(hp.headDim));

@@ -46,6 +46,8 @@ struct Model {
   std::unique_ptr<MappedFile> file;
   ggml_context* ctx = nullptr;               // tensor metadata only (no_alloc)
   ggml_backend_buffer_t buffer = nullptr;    // CPU buffer over the mapping; does not own it
+  // CPU: the matrices placed in ggml's faster CPU layouts (cpu_weight_layout.h), copied out of the mapping.
+  std::vector<ggml_backend_buffer_t> layoutBuffers;
 
   ggml_tensor* tokEmbd = nullptr;      // [E, nVocab]
   ggml_tensor* outputNorm = nullptr;   // [E]

@@ -6,7 +6,7 @@ export type { Branch, LambdaMask } from './attention/rule';
 export { systemInfo } from './system';
 export type { NativeSystemInfo as SystemInfo } from './native/types';
 export { loadModel, Model, SUPPORTED_ARCHITECTURES } from './model';
-export type { LoadModelOptions, ModelInfo } from './model';
+export type { GpuOption, LoadModelOptions, ModelInfo } from './model';
 export { Session, MAX_BATCH } from './session';
 export type {
   AppendResult,

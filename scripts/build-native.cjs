@@ -27,6 +27,20 @@ function resolveGgmlSource() {
   return path.join(path.dirname(whisperPackageJson), 'cpp', 'whisper.cpp', 'ggml');
 }
 
+/** LMI_CUDA=1 (or on / true / yes) in the environment asks for a CUDA build. */
+function cudaRequested() {
+  return /^(1|on|true|yes)$/i.test((process.env.LMI_CUDA || '').trim());
+}
+
+/** Whether the build folder was last configured with LMI_CUDA on (its CMake cache says so). */
+function builtWithCuda(buildDir) {
+  try {
+    return /^LMI_CUDA:BOOL=(ON|1|TRUE|YES)$/im.test(fs.readFileSync(path.join(buildDir, 'CMakeCache.txt'), 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 function defaultBuildDir() {
   return path.join(packageRoot, 'build');
 }
@@ -102,7 +116,9 @@ async function buildAddon({
 } = {}) {
   return withLock(buildDir, async () => {
     const addon = addonPathIn(buildDir);
-    if (ifMissing && fs.existsSync(addon)) return addon;
+    // An existing addon will do, unless CUDA is asked for and it was built without (`LMI_CUDA=1 npm
+    // rebuild` over a CPU-only install).
+    if (ifMissing && fs.existsSync(addon) && (!cudaRequested() || builtWithCuda(buildDir))) return addon;
     const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [packageRoot] });
     const addonApiDir = require(require.resolve('node-addon-api', { paths: [packageRoot] })).include_dir;
     const options = [
@@ -113,7 +129,10 @@ async function buildAddon({
       `--CDNODE_ADDON_API_DIR=${addonApiDir.replace(/^"|"$/g, '')}`,
       `--CDLMI_BUILD_TESTS=${tests ? 'ON' : 'OFF'}`,
     ];
-    if (process.env.LMI_CUDA) options.push(`--CDLMI_CUDA=${process.env.LMI_CUDA}`);
+    // CUDA (ggml's CUDA backend and the CUDA Λ kernel) only when asked: LMI_CUDA=1. Passed either
+    // way, so the same build folder is reconfigured in and out of CUDA (CMakeLists.txt forces
+    // GGML_CUDA to follow it).
+    options.push(`--CDLMI_CUDA=${cudaRequested() ? 'ON' : 'OFF'}`);
     const tail = [];
     const cmakeJsRun = (command) =>
       new Promise((resolve, reject) => {
@@ -138,14 +157,16 @@ async function buildAddon({
     if (code !== 0 || !fs.existsSync(addon)) {
       throw new Error(
         `lm-infinite: building the native addon failed (cmake-js exit code ${code}). It needs CMake >= 3.18 ` +
-          `and a C++17 compiler. Last lines of the build:\n${tail.join('\n')}`,
+          `and a C++17 compiler` +
+          (cudaRequested() ? '; with LMI_CUDA=1 also the CUDA toolkit (nvcc, cuBLAS; unset LMI_CUDA for a CPU-only build)' : '') +
+          `. Last lines of the build:\n${tail.join('\n')}`,
       );
     }
     return addon;
   });
 }
 
-module.exports = { buildAddon, defaultBuildDir, cacheBuildDir, addonPathIn, isWritable, resolveGgmlSource, packageRoot };
+module.exports = { buildAddon, defaultBuildDir, cacheBuildDir, addonPathIn, isWritable, resolveGgmlSource, cudaRequested, packageRoot };
 
 if (require.main === module) {
   const ifMissing = process.argv.includes('--if-missing');
@@ -155,7 +176,7 @@ if (require.main === module) {
   const copyIndex = process.argv.indexOf('--copy-to');
   const copyTo = copyIndex > 0 ? path.resolve(process.argv[copyIndex + 1]) : undefined;
   const verbose = process.argv.includes('--verbose') || process.env.LMI_BUILD_VERBOSE === '1';
-  process.stderr.write(`lm-infinite: building the native addon into ${buildDir} ...\n`);
+  process.stderr.write(`lm-infinite: building the native addon${cudaRequested() ? ' with CUDA' : ''} into ${buildDir} ...\n`);
   buildAddon({
     buildDir,
     ifMissing,

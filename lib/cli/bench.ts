@@ -9,6 +9,7 @@ import { BENCH_MODES, type BenchModeName, type BenchReport, runBench } from '../
 import { loadModel } from '../model';
 import { writeVegaLiteSvg, type VegaLiteSpec } from '../report/plot';
 import { choiceList, formatTable, intIn, parseSize, parseSizeList } from './eval-options';
+import { type GpuFlag, gpuFlag, gpuFromFlag } from './session-flags';
 
 interface BenchCliOptions {
   positions: number[];
@@ -24,6 +25,7 @@ interface BenchCliOptions {
   topKInsertAt?: number;
   kvType: 'f16' | 'f32';
   threads?: number;
+  gpu?: GpuFlag;
   seed: number;
   json?: boolean;
   plot?: string;
@@ -51,12 +53,13 @@ export function registerBench(program: Command): void {
     .option('--top-k-insert-at <d>', 'lambda-topk: distance the kept middle keys are attended at (default nLocal / 2)', intIn(0, 2 ** 31 - 1))
     .addOption(new Option('--kv-type <type>', 'K/V storage').choices(['f16', 'f32']).default('f16'))
     .option('--threads <n>', 'compute threads (default: about the physical cores)', intIn(1, 1024))
+    .addOption(gpuFlag())
     .option('--seed <n>', 'seed of the (pseudo-random) token stream', intIn(0, 2 ** 32 - 1), 1)
     .option('--json', 'print the stable JSON report (schema in lib/eval/bench.ts) instead of a table')
     .option('--plot <file.svg>', 'write tokens/s and memory against position (one line per mode) as SVG')
     .option('--no-progress', 'no progress bar on stderr')
     .action(async (file: string, opts: BenchCliOptions) => {
-      const model = await loadModel(file, opts.threads !== undefined ? { threads: opts.threads } : {});
+      const model = await loadModel(file, { gpu: gpuFromFlag(opts.gpu), ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
       let report: BenchReport;
       const target = Math.max(...opts.positions);
       const bar = opts.progress && process.stderr.isTTY

@@ -21,6 +21,7 @@ import {
 import { loadModel } from '../model';
 import { writeVegaLiteSvg, type VegaLiteSpec } from '../report/plot';
 import { choiceList, formatTable, intIn, parseDepths, parseSizeList } from './eval-options';
+import { type GpuFlag, gpuFlag, gpuFromFlag } from './session-flags';
 
 interface PasskeyCliOptions {
   modes: PasskeyModeName[];
@@ -36,6 +37,7 @@ interface PasskeyCliOptions {
   topKInsertAt?: number;
   maxNewTokens: number;
   threads?: number;
+  gpu?: GpuFlag;
   chunkSize?: number;
   json?: boolean;
   plot?: string;
@@ -63,6 +65,7 @@ export function registerPasskey(program: Command): void {
     .option('--top-k-insert-at <d>', 'lambda-topk: distance the kept middle keys are attended at (default nLocal / 2)', intIn(0, 2 ** 31 - 1))
     .option('--max-new-tokens <n>', 'tokens generated per answer (greedy)', intIn(1, 1024), DEFAULT_MAX_NEW_TOKENS)
     .option('--threads <n>', 'compute threads (default: about the physical cores)', intIn(1, 1024))
+    .addOption(gpuFlag())
     .option('--chunk-size <n>', 'prefill tokens per native call (default 512)', intIn(1, 8192))
     .option('--json', 'print the stable JSON report (schema in lib/eval/passkey.ts) instead of tables')
     .option('--plot <file.svg>', 'write an accuracy heatmap (length × depth, one panel per mode) as SVG')
@@ -99,7 +102,7 @@ function modesFrom(opts: PasskeyCliOptions): PasskeyMode[] {
 async function runPasskeyCommand(file: string, opts: PasskeyCliOptions): Promise<PasskeyReport> {
   const depths = Array.isArray(opts.depths) ? opts.depths : evenDepths(opts.depths.count);
   const plan = planPasskey({ lengths: opts.lengths, depths, samples: opts.samples, seed: opts.seed });
-  const model = await loadModel(file, opts.threads !== undefined ? { threads: opts.threads } : {});
+  const model = await loadModel(file, { gpu: gpuFromFlag(opts.gpu), ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
   try {
     const prompts = buildPlanPrompts(model.tokenizer, plan);
     const modes = modesFrom(opts);

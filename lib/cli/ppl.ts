@@ -28,7 +28,7 @@ import {
   reportPlotPoints,
 } from './ppl-report';
 import { renderVegaLiteSvg } from '../report/plot';
-import { EXIT_INTERRUPTED, type SessionFlags, abortOnSigint, addSessionFlags, parseIntFlag, parseNameList, readTextFile, sessionOptionsFor } from './session-flags';
+import { EXIT_INTERRUPTED, type SessionFlags, abortOnSigint, addSessionFlags, gpuFromFlag, parseIntFlag, parseNameList, readTextFile, sessionOptionsFor } from './session-flags';
 
 type Mode = 'lambda' | 'vanilla';
 
@@ -170,7 +170,7 @@ async function ppl(textFile: string, f: PplFlags): Promise<number> {
   const removeSigint = abortOnSigint(controller);
   let model: Model | null = null;
   try {
-    model = await loadModel(f.model, { signal: controller.signal, ...(f.threads !== undefined ? { threads: f.threads } : {}) });
+    model = await loadModel(f.model, { signal: controller.signal, gpu: gpuFromFlag(f.gpu), ...(f.threads !== undefined ? { threads: f.threads } : {}) });
     const t = model.tokenizer;
     const list = t.encode(text, { addSpecial: false });
     if (t.addBos && t.bos !== null) list.unshift(t.bos);

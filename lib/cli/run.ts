@@ -23,6 +23,7 @@ import {
   parseNumberFlag,
   readTextFile,
   sessionOptionsFor,
+  gpuFromFlag,
 } from './session-flags';
 
 interface RunFlags extends SessionFlags {
@@ -200,7 +201,7 @@ async function run(prompt: string | undefined, f: RunFlags): Promise<number> {
     lastChar = s[s.length - 1];
   };
   try {
-    model = await loadModel(f.model, { signal, ...(f.threads !== undefined ? { threads: f.threads } : {}) });
+    model = await loadModel(f.model, { signal, gpu: gpuFromFlag(f.gpu), ...(f.threads !== undefined ? { threads: f.threads } : {}) });
     const t = model.tokenizer;
     const ids = t.encode(text, { addSpecial: false });
     if (t.addBos && t.bos !== null) ids.unshift(t.bos);
@@ -209,7 +210,7 @@ async function run(prompt: string | undefined, f: RunFlags): Promise<number> {
     if (f.verbose) {
       const a = session.options.attention;
       const att = a === 'vanilla' ? `vanilla (${session.options.maxContext} slots)` : `Λ nGlobal ${a.nGlobal} nLocal ${a.nLocal} limitDistance ${a.limitDistance}${a.topK ? ` top-k ${a.topK.k} from layer ${a.topK.fromLayer} at ${a.topK.insertAt}, archive ${a.topK.maxArchive}` : ''}`;
-      log(`${model.info.name ?? f.model} (${model.info.arch}, trained at ${model.info.contextLength} tokens); ${att}; kv ${session.options.kvType} ${session.kvBytes} bytes; ${session.options.threads} threads`);
+      log(`${model.info.name ?? f.model} (${model.info.arch}, trained at ${model.info.contextLength} tokens); ${att}; kv ${session.options.kvType} ${session.kvBytes} bytes; ${session.options.threads} threads; ${model.device}`);
     }
     const gen = generateOptions(f, maxTokens, signal);
     if (f.echo) write(text);

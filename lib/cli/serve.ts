@@ -10,6 +10,7 @@ import { type Command, InvalidArgumentError as UsageError, Option } from 'comman
 import { loadModel } from '../model';
 import { createHandler } from '../serve';
 import type { LambdaAttentionOptions } from '../session';
+import { type GpuFlag, gpuFlag, gpuFromFlag } from './session-flags';
 
 /** An integer in [min, max]. */
 function int(min: number, max = 2 ** 31 - 1): (value: string) => number {
@@ -49,6 +50,7 @@ interface ServeFlags {
   port: number;
   modelId?: string;
   threads?: number;
+  gpu?: GpuFlag;
   nGlobal?: number;
   nLocal?: number;
   limitDistance?: number;
@@ -79,6 +81,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'port to listen on (0: any free port)', int(0, 65535), 8080)
     .option('--model-id <id>', 'the model id clients send and /v1/models lists (default: general.name, else the file name)')
     .option('--threads <n>', 'compute threads (default: an estimate of the physical cores)', int(1, 1024))
+    .addOption(gpuFlag())
     .option('--n-global <n>', 'Λ: pinned tokens at the start of each session (default 10)', int(0))
     .option('--n-local <n>', "Λ: local window (default: the model's training length)", int(1))
     .option('--limit-distance <n>', 'Λ: distance cap of the global branch (default: n-local)', int(0))
@@ -96,7 +99,7 @@ export function registerServe(program: Command): void {
     .option('--chat-template <file>', "a Jinja chat template to use instead of the model's")
     .action(async (flags: ServeFlags) => {
       const chatTemplate = flags.chatTemplate !== undefined ? fs.readFileSync(flags.chatTemplate, 'utf8') : undefined;
-      const model = await loadModel(flags.model, flags.threads !== undefined ? { threads: flags.threads } : {});
+      const model = await loadModel(flags.model, { gpu: gpuFromFlag(flags.gpu), ...(flags.threads !== undefined ? { threads: flags.threads } : {}) });
       const attention: LambdaAttentionOptions = {};
       if (flags.nGlobal !== undefined) attention.nGlobal = flags.nGlobal;
       if (flags.nLocal !== undefined) attention.nLocal = flags.nLocal;

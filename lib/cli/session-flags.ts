@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import { type Command, InvalidArgumentError as UsageError, Option } from 'commander';
 
 import { InvalidArgumentError } from '../errors';
+import type { GpuOption } from '../model';
 import type { LambdaAttentionOptions, SessionOptions } from '../session/options';
 
 const INT_MAX = 2 ** 31 - 1;
@@ -58,6 +59,21 @@ export function collectEscaped(value: string, previous: string[] | undefined): s
   return [...(previous ?? []), text];
 }
 
+/** `--gpu <on|off|auto>`, shared by every command that loads a model (loadModel's `gpu` option). */
+export function gpuFlag(): Option {
+  return new Option(
+    '--gpu <mode>',
+    'where the model runs: on (GPU; needs a CUDA build, LMI_CUDA=1, and a device), off (CPU), auto (the GPU when there is one) (default: off)',
+  ).choices(['on', 'off', 'auto']);
+}
+
+export type GpuFlag = 'on' | 'off' | 'auto';
+
+/** loadModel's `gpu` option for a `--gpu` value (absent: the CPU). */
+export function gpuFromFlag(flag: GpuFlag | undefined): GpuOption {
+  return flag === 'on' ? true : flag === 'auto' ? 'auto' : false;
+}
+
 export interface SessionFlags {
   attention: 'lambda' | 'vanilla';
   nGlobal?: number;
@@ -65,9 +81,10 @@ export interface SessionFlags {
   limitDistance?: number;
   kvType?: 'f16' | 'f32';
   threads?: number;
+  gpu?: GpuFlag;
 }
 
-/** The model / attention / K/V / thread flags (`--attention` only when `withAttention`). */
+/** The model / attention / K/V / thread / GPU flags (`--attention` only when `withAttention`). */
 export function addSessionFlags(cmd: Command, withAttention: boolean): Command {
   cmd.requiredOption('-m, --model <file.gguf>', 'the GGUF model');
   if (withAttention)
@@ -79,7 +96,8 @@ export function addSessionFlags(cmd: Command, withAttention: boolean): Command {
     .option('--n-local <n>', "Λ: local window (default: the model's training length)", parseIntFlag(1))
     .option('--limit-distance <n>', 'Λ: distance cap of the global branch (default: n-local)', parseIntFlag(0))
     .addOption(new Option('--kv-type <type>', 'K/V storage type (default f16)').choices(['f16', 'f32']))
-    .option('--threads <n>', 'compute threads (default: about the number of physical cores)', parseIntFlag(1, 1024));
+    .option('--threads <n>', 'compute threads (default: about the number of physical cores)', parseIntFlag(1, 1024))
+    .addOption(gpuFlag());
 }
 
 /** Λ attention settings from the flags (undefined fields take the session defaults). */

@@ -1,5 +1,5 @@
 import { DisposedError } from '../errors';
-import type { NativeArchitecture, NativeHyperparameters, NativeModel } from '../native/types';
+import type { NativeArchitecture, NativeDevice, NativeHyperparameters, NativeModel } from '../native/types';
 import { Session, type SessionHost } from '../session/session';
 import type { SessionOptions } from '../session/options';
 import type { Tokenizer } from '../tokenizer';
@@ -19,6 +19,8 @@ export interface ModelInfo {
   tensorCount: number;
   /** Default compute threads of this model's sessions. */
   threads: number;
+  /** Where weights, K/V and compute live (loadModel's `gpu` option). */
+  device: NativeDevice;
 }
 
 /** A loaded model: weights (native, shared by all its sessions), hyperparameters and tokenizer. */
@@ -50,6 +52,11 @@ export class Model {
         self.sessions.delete(session);
       },
     };
+  }
+
+  /** Where the model runs: 'gpu' (CUDA) or 'cpu'. */
+  get device(): NativeDevice {
+    return this.info.device;
   }
 
   get disposed(): boolean {

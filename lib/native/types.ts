@@ -32,6 +32,22 @@ export interface NativeSystemInfo {
   ggmlVersion: string;
   cpu: { avx: boolean; avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; neon: boolean };
   attentionSimd: 'avx2+fma' | 'portable';
+  /** What `loadModel(path, { gpu })` can use. Absent from addons older than GPU support. */
+  gpu?: NativeGpuInfo;
+}
+
+export interface NativeGpuInfo {
+  /** Built with LMI_CUDA (ggml's CUDA backend and the CUDA Λ kernel). */
+  compiled: boolean;
+  /** CUDA devices visible to both (0 when not compiled). */
+  deviceCount: number;
+  /** The first device as ggml names it ("CUDA0") and describes it; empty when none. */
+  name: string;
+  description: string;
+  memoryTotal: number;
+  memoryFree: number;
+  /** Why a model cannot be loaded on the GPU, with the fix; null when it can. */
+  unavailableReason: string | null;
 }
 
 export interface NativeAddon extends NativeEngine {
@@ -99,7 +115,14 @@ export interface NativeModelSpec {
   tensors: NativeTensorSpec[];
   /** Default compute threads for contexts of this model. */
   threads: number;
+  /**
+   * Where weights, K/V and compute live. 'gpu' needs a CUDA build and a device (else the load
+   * rejects with UNSUPPORTED, saying which is missing). Default 'cpu'.
+   */
+  device?: NativeDevice;
 }
+
+export type NativeDevice = 'cpu' | 'gpu';
 
 export interface NativeContextOptions {
   /** Slots of the ring-buffer cache (nGlobal + nLocal + one chunk, or the vanilla maximum). */
@@ -111,6 +134,11 @@ export interface NativeContextOptions {
   /** Largest number of tokens one eval() may carry. */
   maxBatch: number;
   threads: number;
+  /**
+   * @internal Testing knob: run the forward pass as graph segments with the Λ kernel called
+   * between them, as a GPU model always does, on the CPU. Same results, more overhead.
+   */
+  segmented?: boolean;
 }
 
 export interface NativeEvalBatch {
@@ -157,8 +185,10 @@ export interface NativeModel {
    * stand-ins (test fakes, older addons) may omit it; callers fall back to eval().
    */
   evalMany?(items: NativeEvalManyItem[]): Promise<Float32Array[]>;
-  /** Bytes of weights mapped. */
+  /** Bytes of weights mapped (or, on a GPU, uploaded). */
   weightBytes(): number;
+  /** Where the model runs. Optional in the type for stand-ins and older addons (then 'cpu'). */
+  device?(): NativeDevice;
   dispose(): void;
 }
 

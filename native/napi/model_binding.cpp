@@ -95,6 +95,11 @@ eng::ModelSpec parseSpec(const Napi::Object& o) {
   if (!eng::parseArch(arch, &spec.arch))
     throw CodedError("UNSUPPORTED", "architecture '" + arch + "' is not supported (llama, qwen2, gptneox, mpt)");
   spec.threads = static_cast<int>(requireInteger(o, "threads", 1, 1024));
+  if (!o.Get("device").IsUndefined()) {
+    const std::string device = requireString(o, "device");
+    if (device != "cpu" && device != "gpu") throw ArgError("'device' must be 'cpu' or 'gpu'");
+    spec.device = device == "gpu" ? eng::Device::Gpu : eng::Device::Cpu;
+  }
 
   Napi::Object h = requireObject(requireField(o, "hparams"), "hparams");
   eng::Hyperparameters& hp = spec.hparams;
@@ -155,6 +160,7 @@ eng::ContextOptions parseContextOptions(const Napi::Object& o) {
   c.kvType = kv == "f16" ? attn::KVType::F16 : attn::KVType::F32;
   c.maxBatch = requireInteger(o, "maxBatch", 1, int64_t(1) << 16);
   c.threads = static_cast<int>(requireInteger(o, "threads", 1, 1024));
+  if (!o.Get("segmented").IsUndefined()) c.segmented = requireBool(o, "segmented");  // testing knob
   return c;
 }
 
@@ -411,6 +417,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                        {InstanceMethod<&ModelWrap::CreateContext>("createContext"),
                         InstanceMethod<&ModelWrap::EvalMany>("evalMany"),
                         InstanceMethod<&ModelWrap::WeightBytes>("weightBytes"),
+                        InstanceMethod<&ModelWrap::Device>("device"),
                         InstanceMethod<&ModelWrap::Dispose>("dispose")});
   }
 
@@ -442,6 +449,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return callOrThrow(info.Env(), [&]() -> Napi::Value {
       if (!model_) throw CodedError("DISPOSED", "NativeModel has been disposed and cannot be used any more");
       return Napi::Number::New(info.Env(), static_cast<double>(eng::modelWeightBytes(*model_)));
+    });
+  }
+
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    return callOrThrow(info.Env(), [&]() -> Napi::Value {
+      if (!model_) throw CodedError("DISPOSED", "NativeModel has been disposed and cannot be used any more");
+      return Napi::String::New(info.Env(), eng::deviceName(eng::modelDevice(*model_)));
     });
   }
 

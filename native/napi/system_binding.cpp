@@ -3,6 +3,7 @@
 #include "ggml-cpu.h"
 #include "ggml.h"
 #include "lmi/attention.h"
+#include "lmi/engine.h"
 
 namespace lmi::napi {
 
@@ -19,6 +20,19 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   cpu.Set("neon", ggml_cpu_has_neon() != 0);
   result.Set("cpu", cpu);
   result.Set("attentionSimd", lmi::attn::cpuHasAvx2Fma() ? "avx2+fma" : "portable");
+  // What loadModel(path, { gpu }) can use: a CUDA build (LMI_CUDA) and a visible device.
+  const lmi::engine::GpuInfo g = lmi::engine::gpuInfo();
+  Napi::Object gpu = Napi::Object::New(env);
+  gpu.Set("compiled", g.compiled);
+  gpu.Set("deviceCount", g.deviceCount);
+  gpu.Set("name", g.name);
+  gpu.Set("description", g.description);
+  gpu.Set("memoryTotal", static_cast<double>(g.memoryTotal));
+  gpu.Set("memoryFree", static_cast<double>(g.memoryFree));
+  const std::string why = lmi::engine::gpuUnavailableReason();
+  if (why.empty()) gpu.Set("unavailableReason", env.Null());
+  else gpu.Set("unavailableReason", why);
+  result.Set("gpu", gpu);
   return result;
 }
 

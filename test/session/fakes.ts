@@ -213,6 +213,7 @@ export function fakeModel(behaviour: FakeBehaviour = {}, over: Partial<NativeHyp
     weightBytes: native.weightBytes(),
     tensorCount: 0,
     threads: 1,
+    device: 'cpu',
   };
   return { model: new Model(native, info, tokenizer), native, tokenizer };
 }

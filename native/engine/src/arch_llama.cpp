@@ -51,7 +51,7 @@ void buildLlama(GraphBuilder& g) {
     ggml_tensor* q = g.linear(h, w.wq, w.bq, "Qcur", il);               // [Hq, n]
     ggml_tensor* k = g.linear(h, w.wk, w.bk, "Kcur", il);               // [Hkv, n]
     ggml_tensor* v = g.linear(h, w.wv, w.bv, "Vcur", il);               // [Hkv, n]
-    ggml_tensor* a = g.attention(il, q, k, v);                          // [Hq, n]
+    ggml_tensor* a = g.attention(il, q, k, v, &x);                      // [Hq, n]
     a = g.linear(a, w.wo, w.bo, "attn_out", il);                        // [E, n]
 
     a = g.outputRows(a, il);  // last layer: [E, rows]

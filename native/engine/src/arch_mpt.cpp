@@ -33,7 +33,7 @@ void buildMpt(GraphBuilder& g) {
     ggml_tensor* q = g.named(ggml_view_2d(g.ctx, qkv, Hq, g.n, qkv->nb[1], 0), "Qcur", il);            // [Hq, n]
     ggml_tensor* k = g.named(ggml_view_2d(g.ctx, qkv, Hkv, g.n, qkv->nb[1], Hq * f), "Kcur", il);       // [Hkv, n]
     ggml_tensor* v = g.named(ggml_view_2d(g.ctx, qkv, Hkv, g.n, qkv->nb[1], (Hq + Hkv) * f), "Vcur", il);
-    ggml_tensor* a = g.attention(il, q, k, v);            // [Hq, n]
+    ggml_tensor* a = g.attention(il, q, k, v, &x);        // [Hq, n]
     a = g.linear(a, w.wo, w.bo, "attn_out", il);          // [E, n]
 
     a = g.outputRows(a, il);

@@ -10,6 +10,7 @@
 #include "arch.h"
 #include "context_impl.h"
 #include "ggml-cpu.h"
+#include "segmented.h"
 
 namespace lmi::engine {
 
@@ -100,15 +101,24 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
   c.opt = o;
   c.nSlotArchive = o.nSlot + o.nArchive;
 
-  // Thread pool: polling off, so idle contexts sleep instead of spinning.
-  ggml_threadpool_params tpp = ggml_threadpool_params_default(o.threads);
-  tpp.poll = 0;
-  c.pool = ggml_threadpool_new(&tpp);
-  if (c.pool == nullptr) throw Error(ErrorCode::Native, "cannot create a ggml thread pool");
-  c.backend = ggml_backend_cpu_init();
-  if (c.backend == nullptr) throw Error(ErrorCode::Native, "cannot initialise ggml's CPU backend");
-  ggml_backend_cpu_set_n_threads(c.backend, o.threads);
-  ggml_backend_cpu_set_threadpool(c.backend, c.pool);
+  const bool gpu = c.model->device == Device::Gpu;
+  if (gpu) {
+    // GPU model: its own ggml backend (stream) on the model's device; K/V there too.
+    c.backend = ggml_backend_dev_init(c.model->gpu, nullptr);
+    if (c.backend == nullptr)
+      throw Error(ErrorCode::Native, std::string("cannot initialise ggml's backend for ") +
+                                         ggml_backend_dev_description(c.model->gpu));
+  } else {
+    // Thread pool: polling off, so idle contexts sleep instead of spinning.
+    ggml_threadpool_params tpp = ggml_threadpool_params_default(o.threads);
+    tpp.poll = 0;
+    c.pool = ggml_threadpool_new(&tpp);
+    if (c.pool == nullptr) throw Error(ErrorCode::Native, "cannot create a ggml thread pool");
+    c.backend = ggml_backend_cpu_init();
+    if (c.backend == nullptr) throw Error(ErrorCode::Native, "cannot initialise ggml's CPU backend");
+    ggml_backend_cpu_set_n_threads(c.backend, o.threads);
+    ggml_backend_cpu_set_threadpool(c.backend, c.pool);
+  }
 
   // K/V: per layer [Hkv, nSlot (+ nArchive from topKFromLayer on)], rows are slots.
   const int64_t nLayer = hp.nLayer;
@@ -137,7 +147,8 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
     c.layerOps[il].ctx = &c;
     c.layerOps[il].layer = static_cast<int>(il);
   }
-  c.kvBuffer = ggml_backend_alloc_ctx_tensors_from_buft(c.kvCtx, ggml_backend_cpu_buffer_type());
+  c.kvBuffer = ggml_backend_alloc_ctx_tensors_from_buft(
+      c.kvCtx, gpu ? ggml_backend_dev_buffer_type(c.model->gpu) : ggml_backend_cpu_buffer_type());
   if (c.kvBuffer == nullptr)
     throw Error(ErrorCode::Native, "cannot allocate " + std::to_string(c.kvBytes) + " bytes of K/V memory");
   // Not cleared: createContext runs on the JS thread and a multi-GB memset would stall it. A slot's
@@ -157,6 +168,9 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
   // ever runs inside MultiEval (batched with other sessions) never needs one of its own.
   c.galloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(c.backend));
   if (c.galloc == nullptr) throw Error(ErrorCode::Native, "cannot create the ggml graph allocator");
+
+  if (gpu || o.segmented) c.segmented.reset(new SegmentedExecutor(c));
+  if (gpu) c.segmented->prepare();
 }
 
 void Context::Impl::ensureComputeBuffer() {
@@ -174,6 +188,7 @@ Context::~Context() = default;
 size_t Context::kvBytes() const { return impl_->kvBytes; }
 int64_t Context::nVocab() const { return impl_->model->hp.nVocab; }
 const ContextOptions& Context::options() const { return impl_->opt; }
+bool Context::segmented() const { return impl_->segmented != nullptr; }
 
 int64_t Context::stagedOutputRows() const {
   switch (impl_->mode) {
@@ -272,6 +287,10 @@ void Context::Impl::applyArchiveCopies() {
 
 void Context::run(float* logits) {
   Impl& c = *impl_;
+  if (c.segmented) {
+    c.segmented->run(logits);
+    return;
+  }
   const Model& model = *c.model;
   const Hyperparameters& hp = model.hp;
   const ContextOptions& o = c.opt;

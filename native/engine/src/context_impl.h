@@ -45,6 +45,12 @@ struct CachedGraph {
   }
 };
 
+// The segmented forward pass (segmented.h): GPU models, or ContextOptions::segmented.
+class SegmentedExecutor;
+struct SegmentedDeleter {
+  void operator()(SegmentedExecutor* e) const;
+};
+
 // The per-layer userdata of the attention custom op.
 struct LayerAttention {
   Context::Impl* ctx = nullptr;
@@ -88,7 +94,11 @@ struct Context::Impl {
   std::mutex opErrorMutex;
   std::string opError;
 
+  // Set: run() goes through it instead of the single graph above (which is then never built).
+  std::unique_ptr<SegmentedExecutor, SegmentedDeleter> segmented;
+
   ~Impl() {
+    segmented.reset();
     graphs.clear();
     if (galloc != nullptr) ggml_gallocr_free(galloc);
     if (kvBuffer != nullptr) ggml_backend_buffer_free(kvBuffer);

@@ -13,11 +13,24 @@ GraphBuilder::GraphBuilder(const Model& m, const GraphTarget& target, ggml_conte
       attnNodes(static_cast<size_t>(m.hp.nLayer), nullptr),
       target_(target),
       rmsNorm_(m.arch == Arch::Llama || m.arch == Arch::Qwen2) {
+  if (target.boundary != nullptr) {
+    inpSlots = named(ggml_view_1d(ctx, target.boundary->slots, n, 0), "inp_slots", -1);
+    return;
+  }
   inpTokens = named(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n), "inp_tokens", -1);
   ggml_set_input(inpTokens);
   inpSlots = named(ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n), "inp_slots", -1);
   ggml_set_input(inpSlots);
 }
+
+namespace {
+
+// The first n columns of a boundary tensor [rows, maxBatch] -> [rows, n].
+ggml_tensor* boundaryView(ggml_context* ctx, ggml_tensor* t, int64_t n) {
+  return ggml_view_2d(ctx, t, t->ne[0], n, t->nb[1], 0);
+}
+
+}  // namespace
 
 ggml_tensor* GraphBuilder::named(ggml_tensor* t, const char* base, int il) {
   if (il >= 0) {
@@ -29,6 +42,11 @@ ggml_tensor* GraphBuilder::named(ggml_tensor* t, const char* base, int il) {
 }
 
 ggml_tensor* GraphBuilder::embed() {
+  if (target_.boundary != nullptr) {
+    // looked up on the host into the boundary's x                 [E, n]
+    xLeaf_ = named(boundaryView(ctx, target_.boundary->x, n), "inp_embd", -1);
+    return xLeaf_;
+  }
   // token_embd [E, nVocab], tokens [n] -> [E, n] (f32, dequantized rows)
   return named(ggml_get_rows(ctx, model.tokEmbd, inpTokens), "inp_embd", -1);
 }
@@ -48,7 +66,7 @@ ggml_tensor* GraphBuilder::linear(ggml_tensor* x, ggml_tensor* w, ggml_tensor* b
   return named(t, name, il);
 }
 
-ggml_tensor* GraphBuilder::attention(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v) {
+ggml_tensor* GraphBuilder::attention(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, ggml_tensor** residual) {
   const int64_t hd = hp.headDim;
   // Cache rows are slots: K_l [Hkv, nSlotL]; set_rows converts f32 -> the cache type (f16 by
   // default) and returns a view of the cache, which the kernel op takes as its source so it runs
@@ -58,6 +76,7 @@ ggml_tensor* GraphBuilder::attention(int il, ggml_tensor* q, ggml_tensor* k, ggm
   // The writes are needed even where the attention output is not (logits 'none', last layer).
   ggml_build_forward_expand(gf, kWritten);
   ggml_build_forward_expand(gf, vWritten);
+  if (target_.boundary != nullptr) return segmentBoundary(il, q, residual);
 
   // The kernel reads q as [n][nHead][headDim] contiguous.
   if (!ggml_is_contiguous(q)) q = named(ggml_cont(ctx, q), "q_cont", il);
@@ -66,6 +85,25 @@ ggml_tensor* GraphBuilder::attention(int il, ggml_tensor* q, ggml_tensor* k, ggm
                                     GGML_N_TASKS_MAX, target_.attentionUserdata[il]);
   attnNodes[il] = named(out, "kqv_lambda", il);                 // [headDim, nHead, n]
   return named(ggml_reshape_2d(ctx, out, hd * hp.nHead, n), "kqv_out", il);  // [Hq, n]
+}
+
+ggml_tensor* GraphBuilder::segmentBoundary(int il, ggml_tensor* q, ggml_tensor** residual) {
+  const SegmentBoundary& bd = *target_.boundary;
+  // Logits 'none': nothing reads the last layer's attention output, only its K/V writes count.
+  if (!(mode == LogitsMode::None && il == hp.nLayer - 1)) {
+    // q [Hq, n] (maybe a strided view of a fused projection) -> the boundary, contiguous rows:
+    // the kernel reads it as [n][nHead][headDim].
+    ggml_build_forward_expand(gf, named(ggml_cpy(ctx, q, boundaryView(ctx, bd.q, n)), "q_out", il));
+    // The residual stream, unless it is still the boundary's own x (layer 0 reads the embeddings).
+    if (*residual != xLeaf_)
+      ggml_build_forward_expand(gf, named(ggml_cpy(ctx, *residual, boundaryView(ctx, bd.x, n)), "x_out", il));
+  }
+  segments.push_back(gf);
+  gf = ggml_new_graph_custom(ctx, target_.segmentNodes, false);
+  // The next graph starts from leaves over the boundary: x, and the kernel's output.
+  xLeaf_ = named(boundaryView(ctx, bd.x, n), "x_in", il);
+  *residual = xLeaf_;
+  return named(boundaryView(ctx, bd.attn, n), "kqv_out", il);  // [Hq, n]
 }
 
 ggml_tensor* GraphBuilder::ffnSwiGLU(ggml_tensor* x, const LayerWeights& w, int il) {

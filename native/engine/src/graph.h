@@ -13,32 +13,53 @@
 
 namespace lmi::engine {
 
-// What a context provides to the builder: its K/V cache tensors and the attention custom op.
+// The persistent tensors a segmented forward pass (segmented.h) carries across the boundaries
+// between its graphs, allocated once for maxBatch tokens on the context's device. Each graph
+// uses views [.., n] of them: as leaves where it starts, as ggml_cpy destinations where it ends.
+struct SegmentBoundary {
+  ggml_tensor* slots = nullptr;  // I64 [maxBatch]: the slot each token's K/V row goes to
+  ggml_tensor* x = nullptr;      // F32 [E, maxBatch]: the residual stream (the embeddings before layer 0)
+  ggml_tensor* q = nullptr;      // F32 [Hq, maxBatch]: the layer's queries, for the kernel
+  ggml_tensor* attn = nullptr;   // F32 [Hq, maxBatch]: the kernel's output
+};
+
+// What a context provides to the builder: its K/V cache tensors and the attention custom op,
+// or (segmented) the boundary tensors: then the builder cuts the pass at every attention.
 struct GraphTarget {
   std::vector<ggml_tensor*> kCache;  // per layer, [Hkv, nSlotL] f16/f32, rows = slots
   std::vector<ggml_tensor*> vCache;  // per layer, same
   ggml_custom_op_t attentionFn = nullptr;
   std::vector<void*> attentionUserdata;  // per layer
+  const SegmentBoundary* boundary = nullptr;  // set: segmented build
+  size_t segmentNodes = 0;                    // segmented: node budget of each segment's graph
 };
 
 class GraphBuilder {
  public:
+  // gf: the graph to build into; segmented (target.boundary set), the first segment's graph,
+  // and the builder adds one graph per attention to ctx.
   GraphBuilder(const Model& model, const GraphTarget& target, ggml_context* ctx, ggml_cgraph* gf, int64_t n,
                LogitsMode mode);
 
   const Model& model;
   const Hyperparameters& hp;
   ggml_context* const ctx;
-  ggml_cgraph* const gf;
+  ggml_cgraph* gf;          // the graph being built (segmented: the current segment's)
   const int64_t n;          // tokens in the batch
   const LogitsMode mode;
 
-  // Inputs, written before every compute.
+  // Inputs, written before every compute. Segmented: inpTokens is null (the embeddings arrive in
+  // the boundary's x) and inpSlots is a view of the boundary's slots.
   ggml_tensor* inpTokens = nullptr;  // I32 [n]
   ggml_tensor* inpSlots = nullptr;   // I64 [n]: the slot each token's K/V row goes to
   // Outputs of the build.
   std::vector<ggml_tensor*> attnNodes;  // per layer: the kernel's custom op node [headDim, nHead, n]
   ggml_tensor* logits = nullptr;        // [nVocab, rows]; null when mode is None
+  // Segmented: the graphs in order, segments[l] ending at layer l's attention input (K/V written,
+  // q and the residual stream copied into the boundary), and the last (gf after the build) from
+  // the last attention to the logits. A segment's kernel is skipped when the graph after it is
+  // empty (logits 'none': the last layer's attention output is not needed).
+  std::vector<ggml_cgraph*> segments;
 
   // x = token_embd[tokens]                                   [E, n]
   ggml_tensor* embed();
@@ -49,7 +70,10 @@ class GraphBuilder {
   // Writes k and v ([Hkv, n], rows may be strided views) into the layer's cache rows at the
   // batch's slots, then attends q ([Hq, n], un-rotated) over every slot with the Λ kernel.
   // The kernel op depends on the writes. Returns [Hq, n].
-  ggml_tensor* attention(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v);
+  // Segmented: ends the current graph there (q and *residual, the residual stream [E, n], go to
+  // the boundary), starts the next one, and replaces *residual by its boundary view; the returned
+  // [Hq, n] is the boundary's kernel output, which the executor fills between the two graphs.
+  ggml_tensor* attention(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, ggml_tensor** residual);
   // down(silu(gate x) * up x)                                 [E, m]
   ggml_tensor* ffnSwiGLU(ggml_tensor* x, const LayerWeights& w, int il);
   // down(gelu(up x + up_b)) + down_b                          [E, m]
@@ -65,8 +89,12 @@ class GraphBuilder {
   ggml_tensor* named(ggml_tensor* t, const char* base, int il);
 
  private:
+  // Segmented: ends the current graph at layer il's attention and starts the next (attention()).
+  ggml_tensor* segmentBoundary(int il, ggml_tensor* q, ggml_tensor** residual);
+
   const GraphTarget& target_;
   bool rmsNorm_;
+  ggml_tensor* xLeaf_ = nullptr;  // segmented: the current graph's view of the boundary's x
 };
 
 // Upper bounds for sizing the graph's ggml context.

@@ -8,6 +8,7 @@
 
 #include "arch.h"
 #include "cpu_weight_layout.h"
+#include "device.h"
 #include "ggml-cpu.h"
 #include "model.h"
 
@@ -136,6 +137,8 @@ std::shared_ptr<const Model> loadModel(const ModelSpec& spec) {
     fail(ErrorCode::InvalidArgument, "threads = " + std::to_string(spec.threads) + " is outside [1, 1024]");
   model->threads = spec.threads;
   ArchPlan plan = planArch(*model);  // checks the hyperparameters
+  model->device = spec.device;
+  if (spec.device == Device::Gpu) model->gpu = requireGpu();  // before mapping anything
 
   model->file = std::make_unique<MappedFile>(spec.path);
   const uint64_t fileSize = model->file->size();
@@ -174,7 +177,8 @@ std::shared_ptr<const Model> loadModel(const ModelSpec& spec) {
     found.emplace_back(&slot, &t);
   }
 
-  // Wrap them: tensor metadata in a no_alloc context, data in a CPU buffer over the mapping.
+  // Wrap them: tensor metadata in a no_alloc context; the data stays in the mapping (CPU) or is
+  // uploaded to device memory (GPU).
   ggml_init_params params{};
   params.mem_size = ggml_tensor_overhead() * (found.size() + 1);
   params.mem_buffer = nullptr;
@@ -182,23 +186,42 @@ std::shared_ptr<const Model> loadModel(const ModelSpec& spec) {
   model->ctx = ggml_init(params);
   if (model->ctx == nullptr) fail(ErrorCode::Native, "cannot create the ggml context for the weights");
   auto* base = static_cast<uint8_t*>(const_cast<void*>(model->file->data()));
-  // ggml's CPU buffer API takes a non-const pointer; the pages are PROT_READ and nothing writes them.
-  model->buffer = ggml_backend_cpu_buffer_from_ptr(base, model->file->size());
-  if (model->buffer == nullptr) fail(ErrorCode::Native, "cannot wrap the mapping as a ggml buffer");
-  ggml_backend_buffer_set_usage(model->buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+  if (model->device == Device::Cpu) {
+    // ggml's CPU buffer API takes a non-const pointer; the pages are PROT_READ and nothing writes them.
+    model->buffer = ggml_backend_cpu_buffer_from_ptr(base, model->file->size());
+    if (model->buffer == nullptr) fail(ErrorCode::Native, "cannot wrap the mapping as a ggml buffer");
+    ggml_backend_buffer_set_usage(model->buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+  }
+  std::vector<ggml_tensor*> created;
+  created.reserve(found.size());
   for (const auto& [slot, t] : found) {
     int64_t ne[kMaxDims] = {1, 1, 1, 1};
     for (size_t i = 0; i < t->dims.size(); i++) ne[i] = t->dims[i];
     ggml_tensor* w = ggml_new_tensor(model->ctx, static_cast<ggml_type>(t->type), static_cast<int>(t->dims.size()), ne);
     ggml_set_name(w, t->name.c_str());
-    if (ggml_backend_tensor_alloc(model->buffer, w, base + t->offset) != GGML_STATUS_SUCCESS)
+    if (model->device == Device::Cpu && ggml_backend_tensor_alloc(model->buffer, w, base + t->offset) != GGML_STATUS_SUCCESS)
       fail(ErrorCode::Native, "cannot place tensor '" + t->name + "' in the mapping");
+    if (slot->dst == &model->tokEmbd) model->tokEmbdHost = base + t->offset;
     *slot->dst = w;
+    created.push_back(w);
     model->weightBytes += t->byteLength;
+  }
+  if (model->device == Device::Gpu) {
+    model->buffer = ggml_backend_alloc_ctx_tensors_from_buft(model->ctx, ggml_backend_dev_buffer_type(model->gpu));
+    if (model->buffer == nullptr) {
+      size_t freeBytes = 0, totalBytes = 0;
+      ggml_backend_dev_memory(model->gpu, &freeBytes, &totalBytes);
+      fail(ErrorCode::Native, "cannot allocate " + std::to_string(model->weightBytes) + " bytes of GPU memory for the " +
+                                  "weights (" + std::to_string(freeBytes) + " of " + std::to_string(totalBytes) +
+                                  " bytes free on " + ggml_backend_dev_description(model->gpu) + ")");
+    }
+    ggml_backend_buffer_set_usage(model->buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    for (size_t i = 0; i < found.size(); i++)
+      ggml_backend_tensor_set(created[i], base + found[i].second->offset, 0, found[i].second->byteLength);
   }
   if (model->output == nullptr) model->output = model->tokEmbd;  // tied classifier
   // On the CPU, the matrices ggml computes faster from its own layouts move there (as in llama.cpp).
-  model->layoutBuffers = placeWeightsInCpuLayouts(*model);
+  if (model->device == Device::Cpu) model->layoutBuffers = placeWeightsInCpuLayouts(*model);
 
   const Hyperparameters& hp = model->hp;
   model->attnScale = 1.0f / std::sqrt(static_cast<float>(hp.headDim));
@@ -217,5 +240,6 @@ std::shared_ptr<const Model> loadModel(const ModelSpec& spec) {
 }
 
 size_t modelWeightBytes(const Model& model) { return model.weightBytes; }
+Device modelDevice(const Model& model) { return model.device; }
 
 }  // namespace lmi::engine

@@ -43,11 +43,18 @@ struct Model {
   Hyperparameters hp;
   int threads = 1;
 
+  Device device = Device::Cpu;
+  ggml_backend_dev_t gpu = nullptr;          // Device::Gpu: the ggml device holding the weights
+
   std::unique_ptr<MappedFile> file;
   ggml_context* ctx = nullptr;               // tensor metadata only (no_alloc)
-  ggml_backend_buffer_t buffer = nullptr;    // CPU buffer over the mapping; does not own it
+  // Cpu: a CPU buffer over the mapping (does not own it). Gpu: device memory holding a copy.
+  ggml_backend_buffer_t buffer = nullptr;
   // CPU: the matrices placed in ggml's faster CPU layouts (cpu_weight_layout.h), copied out of the mapping.
   std::vector<ggml_backend_buffer_t> layoutBuffers;
+  // token_embd's rows in the mapping, on either device: the segmented forward pass looks the
+  // batch's embeddings up on the host (ggml's CUDA get_rows lacks the k-quant types).
+  const void* tokEmbdHost = nullptr;
 
   ggml_tensor* tokEmbd = nullptr;      // [E, nVocab]
   ggml_tensor* outputNorm = nullptr;   // [E]

@@ -290,6 +290,13 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
   }
   if (total > kMaxTotal)
     invalid("evalMany: " + std::to_string(total) + " tokens in one call; at most " + std::to_string(kMaxTotal));
+  // Segmented contexts (GPU models, the CPU testing knob) have no joint batched pass: one after
+  // another, each through its own segmented forward pass.
+  for (Context* context : contexts) {
+    if (!context->segmented()) continue;
+    for (size_t s = 0; s < contexts.size(); s++) contexts[s]->run(logits[s]);
+    return;
+  }
   // 'last' graphs keep every layer's attention node (so every layer's K/V is scattered) at the
   // cost of one logits row; 'none' graphs would drop the last layer's.
   const LogitsMode mode = anyLogits ? LogitsMode::All : LogitsMode::Last;

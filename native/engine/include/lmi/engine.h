@@ -60,13 +60,32 @@ struct TensorSpec {
   uint64_t byteLength = 0;
 };
 
+// Where a model's weights, K/V caches and compute live. Gpu: the first GPU of ggml's backend
+// registry (ggml's CUDA backend) with the CUDA Λ kernel; needs a build with LMI_CUDA=ON.
+enum class Device { Cpu, Gpu };
+const char* deviceName(Device device);  // "cpu" | "gpu"
+
 struct ModelSpec {
   std::string path;
   Arch arch = Arch::Llama;
   Hyperparameters hparams;
   std::vector<TensorSpec> tensors;
   int threads = 1;
+  Device device = Device::Cpu;  // Gpu throws Error(Unsupported) when the build or the machine has none
 };
+
+// What this build and machine offer for Device::Gpu.
+struct GpuInfo {
+  bool compiled = false;     // built with LMI_CUDA=ON (ggml's CUDA backend and the CUDA Λ kernel)
+  int deviceCount = 0;       // GPUs both ggml and the kernel see (0 when not compiled)
+  std::string name;          // the first one's, as ggml names it ("CUDA0"); empty when none
+  std::string description;   // e.g. "NVIDIA H100 80GB HBM3"
+  size_t memoryTotal = 0;    // bytes
+  size_t memoryFree = 0;
+};
+GpuInfo gpuInfo();
+// Why Device::Gpu cannot be used here, with the fix; empty when it can.
+std::string gpuUnavailableReason();
 
 struct Model;  // weights; defined in src/model.h
 
@@ -78,8 +97,11 @@ std::string typeLabel(int type);
 
 // mmaps spec.path read-only, validates every tensor against the file, the type list and the
 // architecture, and wraps them as ggml tensors over the mapping. Throws Error.
+// Device::Gpu: the tensors are uploaded to the GPU (token_embd stays readable in the mapping:
+// the embedding rows are looked up on the host).
 std::shared_ptr<const Model> loadModel(const ModelSpec& spec);
 size_t modelWeightBytes(const Model& model);  // bytes of the tensors the architecture reads
+Device modelDevice(const Model& model);
 
 enum class LogitsMode { All, Last, None };
 
@@ -90,6 +112,10 @@ struct ContextOptions {
   attn::KVType kvType = attn::KVType::F16;
   int64_t maxBatch = 512;
   int threads = 1;
+  // Run the forward pass as segments with the Λ kernel called between them (what a GPU model
+  // always does) instead of one graph with the kernel as a custom op. On the CPU this is a testing
+  // knob: same results, more overhead.
+  bool segmented = false;
 };
 
 // One eval() call's input, as views; stage() copies what it needs.
@@ -128,6 +154,7 @@ class Context {
   size_t kvBytes() const;
   int64_t nVocab() const;
   const ContextOptions& options() const;
+  bool segmented() const;  // options().segmented, or a GPU model
 
   struct Impl;
 
@@ -142,6 +169,8 @@ class Context {
 // (this batch's K/V rows are scattered into each context's slots inside the attention op).
 // Graphs are cached per (total tokens, logits mode), whatever the split between contexts.
 // Owns its own ggml thread pool and compute buffer; one run() at a time.
+// Segmented contexts (GPU models, ContextOptions::segmented) are not batched jointly: run()
+// evaluates them one after another, each through its own segmented forward pass.
 class MultiEval {
  public:
   // threads 0: the model's default thread count.

@@ -122,6 +122,9 @@ for (const key of wanted) {
     const best = b.map((v, i) => Math.max(v, c[i]));
     metrics[label] = { lmi: median(a), llamaFa: median(b), llamaNoFa: median(c), ratio: median(a.map((v, i) => v / best[i])) };
   }
+  // The layers above the engine (JS session, sampling, N-API, worker-thread hand-off): decode wall
+  // time minus the engine's own compute time, as a share of the wall time.
+  metrics.overhead = { lmi: median(runs.lmi.map((x) => byLabel(x)['decode @1k'].overhead?.fraction)) };
   metrics.peakRss = { lmi: median(runs.lmi.map((x) => x.final.peakRss)), llamaFa: median(runs.llamaFa.map((x) => x.final.peakRss)), llamaNoFa: median(runs.llamaNoFa.map((x) => x.final.peakRss)) };
   report.window[key] = { model: model.name, params: model.params, metrics, runs };
 }
@@ -158,6 +161,7 @@ let md = `| model | metric | lm-infinite | llama.cpp FA on | llama.cpp FA off | 
 for (const w of Object.values(report.window)) {
   for (const [label, m] of Object.entries(w.metrics)) {
     if (label === 'peakRss') md += `| ${w.model} | peak RSS | ${mib(m.lmi)} | ${mib(m.llamaFa)} | ${mib(m.llamaNoFa)} | |\n`;
+    else if (label === 'overhead') md += `| ${w.model} | decode time outside the engine (JS + N-API + hand-off) | ${f(100 * m.lmi, 1)}% | | | |\n`;
     else md += `| ${w.model} | ${label} (tok/s) | ${f(m.lmi, 1)} | ${f(m.llamaFa, 1)} | ${f(m.llamaNoFa, 1)} | **${f(m.ratio, 2)}×** |\n`;
   }
 }

@@ -57,6 +57,7 @@ export async function runPlan(engine, plan, nVocab, seed) {
   for (const phase of plan) {
     if (phase.kind === 'prefill') {
       let left = phase.tokens - position;
+      const appended = left;
       let seconds = 0;
       const piece = phase.piece ?? left;
       while (left > 0) {
@@ -67,7 +68,8 @@ export async function runPlan(engine, plan, nVocab, seed) {
         position += ids.length;
         left -= ids.length;
       }
-      phases.push({ kind: 'prefill', label: phase.label, position, tokens: phase.tokens, seconds, tokensPerSecond: phase.tokens / seconds, ...memory() });
+      // tokens: appended in this phase (the stream goes from position - tokens to position).
+      phases.push({ kind: 'prefill', label: phase.label, position, tokens: appended, seconds, tokensPerSecond: appended / seconds, ...memory() });
     } else if (phase.kind === 'decode') {
       const start = position;
       const { steps, computeSeconds } = await engine.decode(phase.tokens);

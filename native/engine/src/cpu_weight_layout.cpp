@@ -18,10 +18,10 @@ std::vector<ggml_backend_buffer_type_t> cpuExtraBufferTypes(ggml_backend_dev_t c
       ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts"));
   if (get == nullptr) return out;
   for (ggml_backend_buffer_type_t* p = get(cpu); p != nullptr && *p != nullptr; ++p) {
-    // Not AMX: ggml 0.15.1's AMX matmul dies with SIGILL (tileloadd without a tile configuration)
-    // on our development VM, whose AMX permission request succeeds; it loads the configuration once
-    // per thread, which does not survive there. The repacked AVX2/AVX-512 layouts have no such
-    // requirement. (llama.cpp's newer ggml does use AMX on that machine: bench/RESULTS.md.)
+    // Not AMX: ggml 0.15.1's AMX matmul crashed on our Sapphire Rapids development VM (SIGILL on
+    // tileloadd inside Node, SIGSEGV in a plain C++ test program) on a model llama.cpp's newer ggml
+    // runs through its AMX kernels there. The repacked AVX2/AVX-512 layouts are safe. This is what
+    // bounds our Q8_0/Q4_0 prefill against llama.cpp on AMX machines (bench/RESULTS.md).
     if (std::strstr(ggml_backend_buft_name(*p), "AMX") != nullptr) continue;
     out.push_back(*p);
   }

@@ -118,6 +118,30 @@ void testClassify(Rng& rng) {
     const int want = j < 0 ? cd::kMasked : static_cast<int>(classify(i, j, m));
     LMI_CHECK(got == want, "branchOf(%lld, %lld) = %d, want %d", (long long)i, (long long)j, got, want);
   }
+  // classifySlot: a slot against a padded query tile, column-strided, with its flags.
+  for (int it = 0; it < 2000; it++) {
+    LambdaMask m;
+    m.lambda = rng.coin(0.8);
+    m.origin = rng.range(0, 20);
+    m.nGlobal = rng.range(0, 10);
+    m.nLocal = rng.range(1, 30);
+    m.limitDistance = rng.range(0, 30);
+    const int nq = static_cast<int>(rng.range(1, 8)), stride = 5;
+    int64_t qpos[8];
+    for (int q = 0; q < nq; q++) qpos[q] = rng.coin(0.15) ? -1 : rng.range(0, 120);
+    const int64_t j = rng.range(-1, 120);
+    uint8_t cls[8 * stride];
+    const int flags = cd::classifySlot(qpos, nq, j, m, cls + 2, stride);
+    int wantFlags = 0;
+    for (int q = 0; q < nq; q++) {
+      int want = qpos[q] < 0 || j < 0 ? cd::kMasked : static_cast<int>(classify(qpos[q], j, m));
+      if (want == cd::kMiddle) want = cd::kMasked;
+      wantFlags |= want == cd::kLocal ? 1 : want == cd::kGlobal ? 2 : 0;
+      LMI_CHECK(cls[2 + q * stride] == want, "classifySlot(q %lld, j %lld) = %d, want %d", (long long)qpos[q],
+                (long long)j, int(cls[2 + q * stride]), want);
+    }
+    LMI_CHECK(flags == wantFlags, "classifySlot flags %d, want %d", flags, wantFlags);
+  }
   // tileMasked: sound on random tiles, and true where it should obviously be.
   int skipped = 0;
   for (int it = 0; it < 20000; it++) {

@@ -6,6 +6,7 @@
 //                 as the CPU RopeTable (rows built in double; p >= 2^22 directly in double)
 //   rotatedElem   element d of R(sign * p) x, with the CPU's pairings and operation order
 //   branchOf      the Λ branch of (i, j) for a slot position j (-1 = empty) — classify()
+//   classifySlot  one key slot against a query tile, as the prefill kernels mark it
 //   tileMasked    whether a key tile can hold no softmax (local/global) pair for a query tile
 //   rescale/weight/finishValue   the online-softmax steps and the final O / l
 //   betterTop/topInsert          the top-k total order and the k-best insertion of the CPU
@@ -122,6 +123,21 @@ enum : int { kMasked = 0, kLocal = 1, kGlobal = 2, kMiddle = 3 };
 LMI_HD int branchOf(int64_t i, int64_t j, const LambdaMask& m) {
   if (j < 0) return kMasked;
   return static_cast<int>(classify(i, j, m));
+}
+
+// One key slot (position j) against a query tile (qpos[0..nq), -1 = padding), as both prefill
+// kernels classify it: column entries cls[qq * stride] get kLocal, kGlobal or kMasked (middle keys
+// count as masked: the top-k kernel handles them); returns bit 1 if any pair is local, bit 2 if
+// any is global.
+LMI_HD int classifySlot(const int64_t* qpos, int nq, int64_t j, const LambdaMask& m, uint8_t* cls, int stride) {
+  int flags = 0;
+  for (int qq = 0; qq < nq; qq++) {
+    int br = qpos[qq] < 0 ? kMasked : branchOf(qpos[qq], j, m);
+    if (br == kMiddle) br = kMasked;
+    cls[qq * stride] = static_cast<uint8_t>(br);
+    flags |= br == kLocal ? 1 : br == kGlobal ? 2 : 0;
+  }
+  return flags;
 }
 
 // True when no (query i in [qmin, qmax], key j in [jmin, jmax]) pair is Local or Global,

@@ -215,15 +215,7 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(const Params P) {
       const int64_t s = s0 + tid;
       const int64_t j = s < P.nSlot ? P.slotPos[s] : -1;
       sPos[tid] = j;
-      int f = 0;
-      for (int qq = 0; qq < P.QB; qq++) {
-        const int64_t i = qpos[qq];
-        int br = i < 0 ? kMasked : branchOf(i, j, mk);
-        if (br == kMiddle) br = kMasked;
-        cls[qq * kTile + tid] = static_cast<uint8_t>(br);
-        f |= br == kLocal ? 1 : br == kGlobal ? 2 : 0;
-      }
-      flag[tid] = static_cast<uint8_t>(f);
+      flag[tid] = static_cast<uint8_t>(classifySlot(qpos, P.QB, j, mk, cls + tid, kTile));
     }
     const int anyHere = __syncthreads_or(tid < kTile && flag[tid] != 0);
     const int localHere = __syncthreads_or(tid < kTile && (flag[tid] & 1));

@@ -156,6 +156,12 @@ export interface NativeEvalBatch {
   topK: { k: number; insertAt: number };
   /** Which rows of logits to return: all tokens, the last one, or none. */
   logits: 'all' | 'last' | 'none';
+  /**
+   * Context eval only: a Float32Array of exactly rows × nVocab elements that eval() writes the logits
+   * into and resolves with (so decoding allocates nothing per token). Must not be read or passed to
+   * another eval until this one settles. Absent: a fresh array.
+   */
+  out?: Float32Array;
 }
 
 export interface NativeContext {

@@ -89,6 +89,8 @@ export class Session {
   private readonly nVocab: number;
   /** Logits after the last evaluated token: the prediction of the next one. */
   private lastLogits: Float32Array | null = null;
+  /** The native eval's output row for 'last' batches (reused; see evalPlan). */
+  private lastRow: Float32Array | null = null;
   /** A generated token that is part of the stream but not evaluated yet (evaluated by the next operation). */
   private pending: number | null = null;
   /** The latest tokens of the stream (a ring), for repetition penalties. */
@@ -340,9 +342,14 @@ export class Session {
       topK: plan.topK,
       logits,
     };
+    const evaluator = this.options.evaluator;
+    if (logits === 'last' && !evaluator) {
+      // One row, written in place each time: a decoded token allocates no logits array.
+      this.lastRow ??= new Float32Array(this.nVocab);
+      batch.out = this.lastRow;
+    }
     let call: Promise<Float32Array>;
     try {
-      const evaluator = this.options.evaluator;
       call = evaluator ? evaluator.eval({ model: this.host.nativeModel(), context: this.ctx, batch }) : this.ctx.eval(batch);
     } catch (err) {
       throw fromNativeError(err); // refused before anything ran: the session is unchanged

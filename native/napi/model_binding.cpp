@@ -334,7 +334,22 @@ Napi::Value ContextWrap::Eval(const Napi::CallbackInfo& info) {
     slot_->context->stage(b);  // validates and copies
     const int64_t rows = slot_->context->stagedOutputRows();
     const int64_t nVocab = slot_->context->nVocab();
-    Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(rows * nVocab));
+    const size_t length = static_cast<size_t>(rows * nVocab);
+    // batch.out: a caller's Float32Array of exactly the logits' length to write into (no allocation
+    // per decoded token); otherwise a fresh one.
+    Napi::Value given = batch.Get("out");
+    Napi::Float32Array out;
+    if (given.IsUndefined()) {
+      out = Napi::Float32Array::New(env, length);
+    } else {
+      if (!given.IsTypedArray() || given.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw ArgError("'out' must be a Float32Array");
+      out = given.As<Napi::Float32Array>();
+      if (out.ElementLength() != length)
+        throw ArgError("'out' has " + std::to_string(out.ElementLength()) + " elements; this batch returns " +
+                       std::to_string(rows) + " × " + std::to_string(nVocab) + " = " + std::to_string(length) +
+                       " logits");
+    }
     auto* worker = new EvalWorker(env, slot_, out);
     result = worker->Promise();
     slot_->inFlight = true;

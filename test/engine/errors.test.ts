@@ -188,10 +188,20 @@ describe('engine errors and lifecycle', () => {
       ['positions as Int32Array', /positions/, (b: NativeEvalBatch) => ({ ...b, positions: Int32Array.from([0, 1, 2]) as unknown as BigInt64Array })],
       ['nLocal 0', /nLocal/, (b: NativeEvalBatch) => ({ ...b, mask: { ...b.mask, nLocal: 0 } })],
       ['unknown logits mode', /logits/, (b: NativeEvalBatch) => ({ ...b, logits: 'some' as 'all' })],
+      ['out of the wrong length', /'out' has 512 elements.*1536/, (b: NativeEvalBatch) => ({ ...b, out: new Float32Array(512) })],
+      ['out of the wrong type', /'out' must be a Float32Array/, (b: NativeEvalBatch) => ({ ...b, out: new Float64Array(1536) as unknown as Float32Array })],
     ] as const)('%s', async (_label, pattern, make) => {
       const err = await rejects(() => ctx.eval(make(good())));
       expect(err.code).toBe('INVALID_ARGUMENT');
       expect(err.message).toMatch(pattern);
+    });
+
+    test('a batch with out writes the logits into it and resolves with that very array', async () => {
+      const fresh = await ctx.eval(good());
+      const out = new Float32Array(3 * 512).fill(Number.NaN);
+      const got = await ctx.eval({ ...good(), out });
+      expect(got).toBe(out);
+      expect(Array.from(out)).toEqual(Array.from(fresh));
     });
 
     test('a good batch still runs', async () => {

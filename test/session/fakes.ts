@@ -115,7 +115,8 @@ export class FakeContext implements NativeContext {
 
     const V = this.model.hparams.nVocab;
     const rows = batch.logits === 'all' ? n : batch.logits === 'last' ? 1 : 0;
-    const out = new Float32Array(rows * V);
+    if (batch.out !== undefined && batch.out.length !== rows * V) fail(`out has ${batch.out.length} elements, expected ${rows * V}`);
+    const out = batch.out ?? new Float32Array(rows * V);
     for (let r = 0; r < rows; r++) {
       const k = batch.logits === 'all' ? r : n - 1;
       out.set(this.model.logitsFor(Number(batch.positions[k]), batch.tokens[k], this.tokens, this.pos, batch), r * V);

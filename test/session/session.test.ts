@@ -160,6 +160,20 @@ describe('generate', () => {
     expect((await collect(b.generate({ maxTokens: 6, temperature: 0 }))).tokens).toEqual(first.tokens);
   });
 
+  test('decoding writes the logits of every token into one reused row (no allocation per token)', async () => {
+    const { model, native } = fakeModel();
+    const s = model.createSession();
+    await s.append(TEXT);
+    for await (const _ of s.generate({ maxTokens: 6, temperature: 0 })) void _;
+    await s.append(' and');
+    const lastBatches = native.contexts[0].batches.filter((b) => b.logits === 'last');
+    expect(lastBatches.length).toBeGreaterThan(6);
+    const rows = new Set(lastBatches.map((b) => b.out));
+    expect(rows.size).toBe(1);
+    expect([...rows][0]).toBeInstanceOf(Float32Array);
+    expect(native.contexts[0].violations).toEqual([]);
+  });
+
   test('seeded sampling is reproducible; different seeds differ', async () => {
     const run = async (seed: number) => {
       const { model } = fakeModel();

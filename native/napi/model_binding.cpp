@@ -1,7 +1,8 @@
 // N-API exposure of the model engine (native/engine): loadModel -> NativeModel -> NativeContext.
-// Arguments are checked on the JS thread; loading and eval run on libuv worker threads
-// (Napi::AsyncWorker). Every failure of a Promise-returning call is a rejection whose `code` is
-// one of lib/errors.ts' codes; synchronous calls throw the same way.
+// Arguments are checked on the JS thread; loading and evalMany run on libuv worker threads
+// (Napi::AsyncWorker), a context's eval on that context's own compute thread (eval_thread.h).
+// Every failure of a Promise-returning call is a rejection whose `code` is one of lib/errors.ts'
+// codes; synchronous calls throw the same way.
 //
 // Lifetimes: a NativeContext keeps its model's weights alive (the engine holds a shared_ptr), so
 // model.dispose() releases the mapping only once its contexts are gone too. An eval holds its
@@ -20,6 +21,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "eval_thread.h"
 #include "js_args.h"
 #include "lmi/engine.h"
 
@@ -73,9 +75,13 @@ Napi::Value callOrThrow(Napi::Env env, Fn&& fn) {
 }
 
 Napi::Value rejected(Napi::Env env, const Napi::Value& error) {
-  auto d = Napi::Promise::Deferred::New(env);
-  d.Reject(error);
-  return d.Promise();
+  try {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(error);
+    return d.Promise();
+  } catch (const Napi::Error&) {
+    return env.Undefined();  // no JS can run: the environment is terminating
+  }
 }
 
 template <typename T>
@@ -224,6 +230,7 @@ struct ContextSlot {
   // the wall time around an eval minus this).
   double evals = 0;
   double computeSeconds = 0;
+  std::shared_ptr<EvalThread> thread;  // started by the first eval, stopped by dispose
 };
 
 class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
@@ -264,58 +271,11 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     // A running eval holds its own reference; the memory goes when it finishes.
     slot_->context.reset();
+    if (slot_->thread) slot_->thread->stop();  // it finishes the eval in hand, then exits
     return info.Env().Undefined();
   }
 
   std::shared_ptr<ContextSlot> slot_;
-};
-
-class EvalWorker : public Napi::AsyncWorker {
- public:
-  EvalWorker(Napi::Env env, std::shared_ptr<ContextSlot> slot, Napi::Float32Array out)
-      : Napi::AsyncWorker(env, "lmi.eval"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        slot_(std::move(slot)),
-        context_(slot_->context),
-        out_(Napi::Persistent(out)),
-        outData_(out.ElementLength() > 0 ? out.Data() : nullptr) {}
-
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      const auto t0 = std::chrono::steady_clock::now();
-      context_->run(outData_);
-      seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    } catch (const eng::Error& e) {
-      code_ = eng::errorCodeName(e.code());
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      code_ = "NATIVE";
-      SetError(e.what());
-    }
-  }
-
-  void OnOK() override {
-    slot_->inFlight = false;
-    slot_->evals += 1;
-    slot_->computeSeconds += seconds_;
-    deferred_.Resolve(out_.Value());
-  }
-
-  void OnError(const Napi::Error& e) override {
-    slot_->inFlight = false;
-    deferred_.Reject(makeError(Env(), code_, e.Message()).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<ContextSlot> slot_;
-  std::shared_ptr<eng::Context> context_;  // keeps the context alive through dispose()
-  Napi::Reference<Napi::Float32Array> out_;
-  float* outData_;
-  double seconds_ = 0;
-  std::string code_ = "NATIVE";
 };
 
 Napi::Value ContextWrap::Eval(const Napi::CallbackInfo& info) {
@@ -350,10 +310,52 @@ Napi::Value ContextWrap::Eval(const Napi::CallbackInfo& info) {
                        std::to_string(rows) + " × " + std::to_string(nVocab) + " = " + std::to_string(length) +
                        " logits");
     }
-    auto* worker = new EvalWorker(env, slot_, out);
-    result = worker->Promise();
+    if (!slot_->thread) {
+      try {
+        slot_->thread = EvalThread::start(env);
+      } catch (const std::exception& e) {
+        throw CodedError("NATIVE", e.what());
+      }
+    }
+    struct Outcome {
+      bool ok = false;
+      double seconds = 0;
+      std::string code, error;
+    };
+    auto outcome = std::make_shared<Outcome>();
+    auto outRef = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(out));
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    std::shared_ptr<eng::Context> context = slot_->context;  // alive through dispose() until the eval ends
+    float* data = out.ElementLength() > 0 ? out.Data() : nullptr;
+    std::shared_ptr<ContextSlot> slot = slot_;
     slot_->inFlight = true;
-    worker->Queue();
+    slot_->thread->submit(
+        env,
+        [context, data, outcome] {
+          try {
+            const auto t0 = std::chrono::steady_clock::now();
+            context->run(data);
+            outcome->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            outcome->ok = true;
+          } catch (const eng::Error& e) {
+            outcome->code = eng::errorCodeName(e.code());
+            outcome->error = e.what();
+          } catch (const std::exception& e) {
+            outcome->code = "NATIVE";
+            outcome->error = e.what();
+          }
+        },
+        [slot, deferred, outRef, outcome](Napi::Env e) {
+          slot->inFlight = false;
+          if (outcome->ok) {
+            slot->evals += 1;
+            slot->computeSeconds += outcome->seconds;
+            deferred.Resolve(outRef->Value());
+          } else {
+            deferred.Reject(makeError(e, outcome->code, outcome->error).Value());
+          }
+        });
+    result = deferred.Promise();
   }, &error);
   return ok ? result : rejected(env, error);
 }

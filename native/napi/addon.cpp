@@ -6,6 +6,7 @@
 #endif
 
 #include "attention_binding.h"
+#include "js_args.h"
 #include "model_binding.h"
 #include "quantize_binding.h"
 #include "system_binding.h"
@@ -30,12 +31,16 @@ void pinModule() {}
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pinModule();
-  exports.Set("attention", Napi::Function::New(env, lmi::napi::Attention, "attention"));
-  exports.Set("classify", Napi::Function::New(env, lmi::napi::Classify, "classify"));
-  exports.Set("cpuHasAvx2Fma", Napi::Function::New(env, lmi::napi::CpuHasAvx2Fma, "cpuHasAvx2Fma"));
-  exports.Set("loadModel", Napi::Function::New(env, lmi::napi::LoadModel, "loadModel"));
-  exports.Set("quantize", Napi::Function::New(env, lmi::napi::Quantize, "quantize"));
-  exports.Set("systemInfo", Napi::Function::New(env, lmi::napi::SystemInfo, "systemInfo"));
+  // A worker thread terminated while it loads the addon makes these JS calls fail; the error must
+  // not leave Init (node-addon-api would rethrow it into the dying environment and abort).
+  lmi::napi::settleQuietly([&] {
+    exports.Set("attention", Napi::Function::New(env, lmi::napi::Attention, "attention"));
+    exports.Set("classify", Napi::Function::New(env, lmi::napi::Classify, "classify"));
+    exports.Set("cpuHasAvx2Fma", Napi::Function::New(env, lmi::napi::CpuHasAvx2Fma, "cpuHasAvx2Fma"));
+    exports.Set("loadModel", Napi::Function::New(env, lmi::napi::LoadModel, "loadModel"));
+    exports.Set("quantize", Napi::Function::New(env, lmi::napi::Quantize, "quantize"));
+    exports.Set("systemInfo", Napi::Function::New(env, lmi::napi::SystemInfo, "systemInfo"));
+  });
   return exports;
 }
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "js_args.h"
+#include "safe_async_worker.h"
 #include "lmi/attention.h"
 
 namespace lmi::napi {
@@ -14,11 +15,11 @@ using attn::Encoding;
 using attn::KVType;
 using attn::RopePairing;
 
-class AttentionWorker : public Napi::AsyncWorker {
+class AttentionWorker : public SafeAsyncWorker {
  public:
   AttentionWorker(Napi::Env env, Napi::Object args, const attn::Problem& problem, attn::RunOptions opts,
                   Napi::Float32Array out)
-      : Napi::AsyncWorker(env, "lmi.attention"),
+      : SafeAsyncWorker(env, "lmi.attention"),
         deferred_(Napi::Promise::Deferred::New(env)),
         args_(Napi::Persistent(args)),
         out_(Napi::Persistent(out)),
@@ -35,10 +36,12 @@ class AttentionWorker : public Napi::AsyncWorker {
     }
   }
 
-  void OnOK() override { deferred_.Resolve(out_.Value()); }
+  void OnOK() override {
+    settleQuietly([&] { deferred_.Resolve(out_.Value()); });
+  }
 
   void OnError(const Napi::Error& e) override {
-    deferred_.Reject(makeError(Env(), "NATIVE", e.Message()).Value());
+    settleQuietly([&] { deferred_.Reject(makeError(Env(), "NATIVE", e.Message()).Value()); });
   }
 
  private:
@@ -147,13 +150,13 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     worker->Queue();
     return promise;
   } catch (const ArgError& e) {
-    makeError(env, "INVALID_ARGUMENT", e.what()).ThrowAsJavaScriptException();
+    settleQuietly([&] { makeError(env, "INVALID_ARGUMENT", e.what()).ThrowAsJavaScriptException(); });
   } catch (const attn::InvalidArgument& e) {
-    makeError(env, "INVALID_ARGUMENT", e.what()).ThrowAsJavaScriptException();
+    settleQuietly([&] { makeError(env, "INVALID_ARGUMENT", e.what()).ThrowAsJavaScriptException(); });
   } catch (const Napi::Error& e) {
-    e.ThrowAsJavaScriptException();
+    settleQuietly([&] { e.ThrowAsJavaScriptException(); });
   } catch (const std::exception& e) {
-    makeError(env, "NATIVE", e.what()).ThrowAsJavaScriptException();
+    settleQuietly([&] { makeError(env, "NATIVE", e.what()).ThrowAsJavaScriptException(); });
   }
   return env.Undefined();
 }
@@ -182,7 +185,7 @@ Napi::Value Classify(const Napi::CallbackInfo& info) {
     for (size_t n = 0; n < i.ElementLength(); n++) out[n] = static_cast<int8_t>(attn::classify(iv[n], jv[n], m));
     return out;
   } catch (const ArgError& e) {
-    makeError(env, "INVALID_ARGUMENT", e.what()).ThrowAsJavaScriptException();
+    settleQuietly([&] { makeError(env, "INVALID_ARGUMENT", e.what()).ThrowAsJavaScriptException(); });
   }
   return env.Undefined();
 }

@@ -1,5 +1,7 @@
 #include "eval_thread.h"
 
+#include "js_args.h"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -70,11 +72,7 @@ void EvalThread::State::loop() {
       // env is null while the environment is torn down: its JS handles died with it, so the
       // callback's captures are leaked rather than released into a dead environment.
       if (env == nullptr) return;
-      try {
-        (*done)(env);
-      } catch (...) {
-        // A JS call failed: the environment is terminating (a worker's terminate()); nobody waits.
-      }
+      settleQuietly([&] { (*done)(env); });
       delete done;
     });
     if (s != napi_ok) return;  // closing: the thread must not touch the function again

@@ -72,4 +72,17 @@ inline Napi::TypedArray requireTypedArray(const Napi::Object& o, const char* nam
   return v.As<Napi::TypedArray>();
 }
 
+// Runs a step that hands a result or an error to JS: settling a promise in a completion callback
+// (AsyncWorker OnOK/OnError, a thread-safe function), or throwing an error into JS from a catch
+// handler. When the environment is terminating (a worker thread's terminate()), every JS call fails
+// and node-addon-api throws; nothing can be reported then, so that failure is dropped rather than
+// escaping the callback and aborting the process.
+template <typename Fn>
+void settleQuietly(Fn&& fn) {
+  try {
+    fn();
+  } catch (...) {
+  }
+}
+
 }  // namespace lmi::napi

@@ -1,6 +1,6 @@
 // N-API exposure of the model engine (native/engine): loadModel -> NativeModel -> NativeContext.
 // Arguments are checked on the JS thread; loading and evalMany run on libuv worker threads
-// (Napi::AsyncWorker), a context's eval on that context's own compute thread (eval_thread.h).
+// (SafeAsyncWorker), a context's eval on that context's own compute thread (eval_thread.h).
 // Every failure of a Promise-returning call is a rejection whose `code` is one of lib/errors.ts'
 // codes; synchronous calls throw the same way.
 //
@@ -23,6 +23,7 @@
 
 #include "eval_thread.h"
 #include "js_args.h"
+#include "safe_async_worker.h"
 #include "lmi/engine.h"
 
 namespace lmi::napi {
@@ -42,22 +43,23 @@ class CodedError : public std::exception {
   std::string message_;
 };
 
-// Runs fn, turning every C++ failure into a coded JS error value (for rejections).
+// Runs fn, turning every C++ failure into a coded JS error value (for rejections). Making that value
+// can itself fail when the environment is terminating; then *error is left empty (see settleQuietly).
 template <typename Fn>
 bool captureError(Napi::Env env, Fn&& fn, Napi::Value* error) {
   try {
     fn();
     return true;
   } catch (const ArgError& e) {
-    *error = makeError(env, "INVALID_ARGUMENT", e.what()).Value();
+    settleQuietly([&] { *error = makeError(env, "INVALID_ARGUMENT", e.what()).Value(); });
   } catch (const CodedError& e) {
-    *error = makeError(env, e.code(), e.what()).Value();
+    settleQuietly([&] { *error = makeError(env, e.code(), e.what()).Value(); });
   } catch (const eng::Error& e) {
-    *error = makeError(env, eng::errorCodeName(e.code()), e.what()).Value();
+    settleQuietly([&] { *error = makeError(env, eng::errorCodeName(e.code()), e.what()).Value(); });
   } catch (const Napi::Error& e) {
-    *error = e.Value();
+    settleQuietly([&] { *error = e.Value(); });
   } catch (const std::exception& e) {
-    *error = makeError(env, "NATIVE", e.what()).Value();
+    settleQuietly([&] { *error = makeError(env, "NATIVE", e.what()).Value(); });
   }
   return false;
 }
@@ -68,7 +70,7 @@ Napi::Value callOrThrow(Napi::Env env, Fn&& fn) {
   Napi::Value result = env.Undefined();
   Napi::Value error;
   if (!captureError(env, [&] { result = fn(); }, &error)) {
-    Napi::Error(env, error).ThrowAsJavaScriptException();
+    settleQuietly([&] { Napi::Error(env, error).ThrowAsJavaScriptException(); });
     return env.Undefined();
   }
   return result;
@@ -366,11 +368,11 @@ struct MultiSlot {
   bool inFlight = false;
 };
 
-class EvalManyWorker : public Napi::AsyncWorker {
+class EvalManyWorker : public SafeAsyncWorker {
  public:
   EvalManyWorker(Napi::Env env, std::shared_ptr<MultiSlot> multi, std::vector<std::shared_ptr<ContextSlot>> slots,
                  std::vector<Napi::Float32Array>& outs)
-      : Napi::AsyncWorker(env, "lmi.evalMany"),
+      : SafeAsyncWorker(env, "lmi.evalMany"),
         deferred_(Napi::Promise::Deferred::New(env)),
         multi_(std::move(multi)),
         eval_(multi_->eval),
@@ -400,15 +402,17 @@ class EvalManyWorker : public Napi::AsyncWorker {
 
   void OnOK() override {
     release();
-    Napi::Env env = Env();
-    Napi::Array result = Napi::Array::New(env, outs_.size());
-    for (size_t i = 0; i < outs_.size(); i++) result.Set(static_cast<uint32_t>(i), outs_[i].Value());
-    deferred_.Resolve(result);
+    settleQuietly([&] {
+      Napi::Env env = Env();
+      Napi::Array result = Napi::Array::New(env, outs_.size());
+      for (size_t i = 0; i < outs_.size(); i++) result.Set(static_cast<uint32_t>(i), outs_[i].Value());
+      deferred_.Resolve(result);
+    });
   }
 
   void OnError(const Napi::Error& e) override {
     release();
-    deferred_.Reject(makeError(Env(), code_, e.Message()).Value());
+    settleQuietly([&] { deferred_.Reject(makeError(Env(), code_, e.Message()).Value()); });
   }
 
  private:
@@ -543,10 +547,10 @@ Napi::Value ModelWrap::EvalMany(const Napi::CallbackInfo& info) {
   return ok ? result : rejected(env, error);
 }
 
-class LoadWorker : public Napi::AsyncWorker {
+class LoadWorker : public SafeAsyncWorker {
  public:
   LoadWorker(Napi::Env env, eng::ModelSpec spec)
-      : Napi::AsyncWorker(env, "lmi.loadModel"), deferred_(Napi::Promise::Deferred::New(env)), spec_(std::move(spec)) {}
+      : SafeAsyncWorker(env, "lmi.loadModel"), deferred_(Napi::Promise::Deferred::New(env)), spec_(std::move(spec)) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -563,21 +567,25 @@ class LoadWorker : public Napi::AsyncWorker {
   }
 
   void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Value error;
-    Napi::Value obj;
-    if (captureError(env, [&] {
-          Napi::External<int> tag = Napi::External<int>::New(env, &kConstructTag);
-          auto ptr = Napi::External<std::shared_ptr<const eng::Model>>::New(env, &model_);
-          obj = classesFor(env).model.New({tag, ptr});
-        }, &error)) {
-      deferred_.Resolve(obj);
-    } else {
-      deferred_.Reject(error);
-    }
+    settleQuietly([&] {
+      Napi::Env env = Env();
+      Napi::Value error;
+      Napi::Value obj;
+      if (captureError(env, [&] {
+            Napi::External<int> tag = Napi::External<int>::New(env, &kConstructTag);
+            auto ptr = Napi::External<std::shared_ptr<const eng::Model>>::New(env, &model_);
+            obj = classesFor(env).model.New({tag, ptr});
+          }, &error)) {
+        deferred_.Resolve(obj);
+      } else {
+        deferred_.Reject(error);
+      }
+    });
   }
 
-  void OnError(const Napi::Error& e) override { deferred_.Reject(makeError(Env(), code_, e.Message()).Value()); }
+  void OnError(const Napi::Error& e) override {
+    settleQuietly([&] { deferred_.Reject(makeError(Env(), code_, e.Message()).Value()); });
+  }
 
  private:
   Napi::Promise::Deferred deferred_;

@@ -64,7 +64,7 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
     }
     return out;
   } catch (const ArgError& e) {
-    makeError(env, "INVALID_ARGUMENT", e.what()).ThrowAsJavaScriptException();
+    settleQuietly([&] { makeError(env, "INVALID_ARGUMENT", e.what()).ThrowAsJavaScriptException(); });
     return env.Undefined();
   }
 }

@@ -2,13 +2,15 @@
 
 #include "ggml-cpu.h"
 #include "ggml.h"
+#include "js_args.h"
 #include "lmi/attention.h"
 #include "lmi/engine.h"
 
 namespace lmi::napi {
 
-Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+namespace {
+
+Napi::Value systemInfo(Napi::Env env) {
   Napi::Object result = Napi::Object::New(env);
   result.Set("ggmlVersion", ggml_version());
   Napi::Object cpu = Napi::Object::New(env);
@@ -33,6 +35,15 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   if (why.empty()) gpu.Set("unavailableReason", env.Null());
   else gpu.Set("unavailableReason", why);
   result.Set("gpu", gpu);
+  return result;
+}
+
+}  // namespace
+
+Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Value result = env.Undefined();
+  settleQuietly([&] { result = systemInfo(env); });  // fails only while the environment terminates
   return result;
 }
 

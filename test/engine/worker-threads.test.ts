@@ -54,10 +54,37 @@ test.each([
   ['a disposed session and a live one', "s.dispose(); m.createSession().append('The end');"],
 ])('a worker terminated with %s exits cleanly, every time', (_label, after) => {
   const r = run(scenario(after, 4));
+  expect(r.stderr).toBe(''); // first: a crash's message says more than its signal
   expect(r.signal).toBeNull();
-  expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   const lines = r.stdout.trim().split('\n');
   expect(lines).toHaveLength(4);
   for (const line of lines) expect(line.startsWith(GREEDY_PREFIX)).toBe(true);
+});
+
+test('a worker terminated while loadModel or attention() runs exits cleanly, every time', () => {
+  const worker = `
+    const { loadModel, attention } = require(${JSON.stringify(distIndex)});
+    const { parentPort } = require('node:worker_threads');
+    parentPort.postMessage('started');
+    loadModel(${JSON.stringify(fixturePath(STORIES))}, { threads: 1 }).then(() => {});
+    const q = new Float32Array(64 * 4 * 32), k = new Float32Array(4096 * 2 * 32), v = new Float32Array(4096 * 2 * 32);
+    attention({ q, k, v, nHead: 4, nHeadKV: 2, headDim: 32, slotPositions: Float64Array.from({ length: 4096 }, (_, i) => i),
+      queryPositions: Float64Array.from({ length: 64 }, (_, i) => 4032 + i), encoding: { kind: 'none' }, attention: 'vanilla' }).then(() => {});`;
+  const src = `
+    const { Worker } = require('node:worker_threads');
+    (async () => {
+      for (let i = 0; i < 8; i++) {
+        const w = new Worker(${JSON.stringify(worker)}, { eval: true });
+        await new Promise((resolve, reject) => { w.on('message', resolve); w.on('error', reject); });
+        await new Promise((r) => setTimeout(r, i * 3)); // terminate at different points of the work
+        await w.terminate();
+      }
+      process.stdout.write('done');
+    })();`;
+  const r = run(src);
+  expect(r.stderr).toBe(''); // first: a crash's message says more than its signal
+  expect(r.signal).toBeNull();
+  expect(r.status).toBe(0);
+  expect(r.stdout).toBe('done');
 });

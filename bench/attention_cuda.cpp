@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "cuda/attention_cuda_internal.h"
+#include "cuda_check.h"
 #include "lmi/attention_cuda.h"
 
 namespace {
@@ -38,15 +39,6 @@ namespace cd = lmi::attn::cuda::detail;
 
 constexpr double kPeakBytes = 4.8e12;
 constexpr double kPeakFlops = 989e12;
-
-#define CUDA_OK(expr)                                                                              \
-  do {                                                                                             \
-    const cudaError_t e_ = (expr);                                                                 \
-    if (e_ != cudaSuccess) {                                                                       \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                                \
-    }                                                                                              \
-  } while (0)
 
 struct Config {
   bool quick = false, json = false;

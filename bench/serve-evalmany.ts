@@ -10,28 +10,16 @@
  */
 import * as path from 'path';
 
-import { KvCache, type KvCachePlan } from '../lib/cache';
+import { evalBatch, KvCache } from '../lib/cache';
 import { describeModelFile } from '../lib/model';
 import { loadAddon } from '../lib/native/addon';
-import type { NativeContext, NativeEvalBatch } from '../lib/native/types';
+import type { NativeContext } from '../lib/native/types';
 import { arg, defaultModel, flag, machine, writeResultsSection } from './serve-common';
 
 const modelFile = arg('model', defaultModel);
 const steps = Number(arg('steps', '200'));
 const threadList = arg('threads', '1,2').split(',').map(Number);
 
-function batchOf(plan: KvCachePlan, tokens: Int32Array): NativeEvalBatch {
-  return {
-    tokens,
-    positions: plan.positions,
-    slots: plan.slots,
-    archiveCopies: plan.archiveCopies,
-    slotPositions: plan.slotPositions,
-    mask: plan.mask,
-    topK: plan.topK,
-    logits: 'last',
-  };
-}
 
 function argmax(row: Float32Array): number {
   let best = 0;
@@ -56,7 +44,7 @@ async function main(): Promise<void> {
           const cache = new KvCache({ mode: 'lambda', nGlobal: 10, nLocal: spec.hparams.contextLength, limitDistance: spec.hparams.contextLength, maxBatch: 16 });
           const ctx = native.createContext({ nSlot: cache.size.nSlot, nArchive: 0, topKFromLayer: spec.hparams.nLayer, kvType: 'f16', maxBatch: 16, threads });
           const plan = cache.plan(prompt.length);
-          const out = await ctx.eval(batchOf(plan, Int32Array.from(prompt)));
+          const out = await ctx.eval(evalBatch(plan, Int32Array.from(prompt), 'last'));
           cache.commit(plan);
           seqs.push({ cache, ctx, next: argmax(out) });
         }
@@ -64,10 +52,10 @@ async function main(): Promise<void> {
           const plans = seqs.map((q) => q.cache.plan(1));
           let outs: Float32Array[];
           if (how === 'evalMany') {
-            outs = await evalMany(seqs.map((q, s) => ({ context: q.ctx, batch: batchOf(plans[s], Int32Array.of(q.next)) })));
+            outs = await evalMany(seqs.map((q, s) => ({ context: q.ctx, batch: evalBatch(plans[s], Int32Array.of(q.next), 'last') })));
           } else {
             outs = [];
-            for (let s = 0; s < S; s++) outs.push(await seqs[s].ctx.eval(batchOf(plans[s], Int32Array.of(seqs[s].next))));
+            for (let s = 0; s < S; s++) outs.push(await seqs[s].ctx.eval(evalBatch(plans[s], Int32Array.of(seqs[s].next), 'last')));
           }
           seqs.forEach((q, s) => {
             q.cache.commit(plans[s]);

@@ -1,2 +1,2 @@
 /** The ring-buffer K/V slot policy: pinned global slots, a ring for the local window, a top-k archive. */
-export { KvCache, type KvCacheOptions, type KvCachePlan, type KvCacheSize, type LambdaCacheOptions, type VanillaCacheOptions } from './kv-cache';
+export { KvCache, evalBatch, type KvCacheOptions, type KvCachePlan, type KvCacheSize, type LambdaCacheOptions, type VanillaCacheOptions } from './kv-cache';

@@ -23,6 +23,7 @@
  */
 import { InvalidArgumentError } from '../errors';
 import type { LambdaMask } from '../attention/rule';
+import type { NativeEvalBatch } from '../native/types';
 
 export interface LambdaCacheOptions {
   mode: 'lambda';
@@ -255,4 +256,18 @@ export class KvCache {
     this.count += plan.n;
     this.archived = plan.archiveUsed;
   }
+}
+
+/** The native batch that writes `tokens` as `plan` lays them out, returning `logits` rows. */
+export function evalBatch(plan: KvCachePlan, tokens: Int32Array, logits: NativeEvalBatch['logits']): NativeEvalBatch {
+  return {
+    tokens,
+    positions: plan.positions,
+    slots: plan.slots,
+    archiveCopies: plan.archiveCopies,
+    slotPositions: plan.slotPositions,
+    mask: plan.mask,
+    topK: plan.topK,
+    logits,
+  };
 }

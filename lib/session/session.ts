@@ -9,7 +9,7 @@
  * many may run at once on one model.
  */
 import { AbortError, DisposedError, InvalidArgumentError, NativeError } from '../errors';
-import { KvCache, type KvCachePlan } from '../cache/kv-cache';
+import { evalBatch, KvCache, type KvCachePlan } from '../cache/kv-cache';
 import { fromNativeError } from '../native/addon';
 import type { NativeContext, NativeEvalBatch, NativeModel } from '../native/types';
 import { MAX_PENALTY_WINDOW } from '../sampling/sampler';
@@ -332,16 +332,7 @@ export class Session {
   }
 
   private async evalPlan(plan: KvCachePlan, tokens: Int32Array, logits: NativeEvalBatch['logits']): Promise<Float32Array> {
-    const batch: NativeEvalBatch = {
-      tokens,
-      positions: plan.positions,
-      slots: plan.slots,
-      archiveCopies: plan.archiveCopies,
-      slotPositions: plan.slotPositions,
-      mask: plan.mask,
-      topK: plan.topK,
-      logits,
-    };
+    const batch = evalBatch(plan, tokens, logits);
     const evaluator = this.options.evaluator;
     if (logits === 'last' && !evaluator) {
       // One row, written in place each time: a decoded token allocates no logits array.

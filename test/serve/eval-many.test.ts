@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { KvCache, type KvCacheOptions, type KvCachePlan } from '../../lib/cache';
+import { evalBatch, KvCache, type KvCacheOptions } from '../../lib/cache';
 import { describeModelFile } from '../../lib/model';
 import { loadAddon } from '../../lib/native/addon';
 import type { NativeContext, NativeEvalBatch, NativeModel } from '../../lib/native/types';
@@ -40,18 +40,6 @@ function makeSeq(o: KvCacheOptions, kvType: 'f16' | 'f32', topKFromLayer = 5): S
   return { cache, kvType, topKFromLayer, ctx: native.createContext({ nSlot, nArchive, topKFromLayer, kvType, maxBatch, threads: 2 }) };
 }
 
-function batchOf(plan: KvCachePlan, tokens: Int32Array, logits: NativeEvalBatch['logits']): NativeEvalBatch {
-  return {
-    tokens,
-    positions: plan.positions,
-    slots: plan.slots,
-    archiveCopies: plan.archiveCopies,
-    slotPositions: plan.slotPositions,
-    mask: plan.mask,
-    topK: plan.topK,
-    logits,
-  };
-}
 
 const maxAbsDiff = (a: Float32Array, b: Float32Array) => {
   let m = 0;
@@ -98,8 +86,8 @@ test('evalMany logits equal separate evals (5 sequences, ~200 steps, wrap-around
     const plansA = items.map((it) => alone[it.s].cache.plan(it.tokens.length));
     const plansB = items.map((it) => batched[it.s].cache.plan(it.tokens.length));
     const want: Float32Array[] = [];
-    for (let k = 0; k < items.length; k++) want.push(await alone[items[k].s].ctx.eval(batchOf(plansA[k], items[k].tokens, items[k].logits)));
-    const got = await native.evalMany(items.map((it, k) => ({ context: batched[it.s].ctx, batch: batchOf(plansB[k], it.tokens, it.logits) })));
+    for (let k = 0; k < items.length; k++) want.push(await alone[items[k].s].ctx.eval(evalBatch(plansA[k], items[k].tokens, items[k].logits)));
+    const got = await native.evalMany(items.map((it, k) => ({ context: batched[it.s].ctx, batch: evalBatch(plansB[k], it.tokens, it.logits) })));
     expect(got.length).toBe(items.length);
     for (let k = 0; k < items.length; k++) {
       expect(got[k].length).toBe(want[k].length);
@@ -127,8 +115,8 @@ test('evalMany keeps matching eval while more shapes pass than its graph cache h
       at += n;
       const pa = a.cache.plan(n);
       const pb = b.cache.plan(n);
-      const want = await a.ctx.eval(batchOf(pa, tokens, 'last'));
-      const [got] = await native.evalMany([{ context: b.ctx, batch: batchOf(pb, tokens, 'last') }]);
+      const want = await a.ctx.eval(evalBatch(pa, tokens, 'last'));
+      const [got] = await native.evalMany([{ context: b.ctx, batch: evalBatch(pb, tokens, 'last') }]);
       worst = Math.max(worst, maxAbsDiff(got, want));
       a.cache.commit(pa);
       b.cache.commit(pb);
@@ -142,7 +130,7 @@ test('evalMany refuses duplicates, busy, disposed and foreign contexts, and bad 
   const a = makeSeq({ mode: 'lambda', nGlobal: 4, nLocal: 16, limitDistance: 16, maxBatch: 4 }, 'f16');
   const b = makeSeq({ mode: 'lambda', nGlobal: 4, nLocal: 16, limitDistance: 16, maxBatch: 4 }, 'f16');
   const tok = Int32Array.of(1, 403);
-  const item = (q: Seq) => ({ context: q.ctx, batch: batchOf(q.cache.plan(2), tok, 'last') });
+  const item = (q: Seq) => ({ context: q.ctx, batch: evalBatch(q.cache.plan(2), tok, 'last') });
   await expect(native.evalMany([item(a), item(a)])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   await expect(native.evalMany([])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   await expect(native.evalMany([{ context: {} as NativeContext, batch: item(a).batch }])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

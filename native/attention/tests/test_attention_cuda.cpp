@@ -16,6 +16,7 @@
 #include <chrono>
 #include <memory>
 
+#include "cuda_check.h"
 #include "cuda/attention_cuda_internal.h"
 #include "lmi/attention_cuda.h"
 #include "random_case.h"
@@ -26,15 +27,6 @@ using namespace lmi::attn::test;
 namespace cd = lmi::attn::cuda::detail;
 
 namespace {
-
-#define CUDA_OK(expr)                                                                              \
-  do {                                                                                             \
-    const cudaError_t e_ = (expr);                                                                 \
-    if (e_ != cudaSuccess) {                                                                       \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                                \
-    }                                                                                              \
-  } while (0)
 
 // Device copies of a Case's buffers.
 struct DeviceCase {

@@ -138,6 +138,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       tensorCount: spec.tensors.length,
       threads,
       device: typeof native.device === 'function' ? native.device() : device,
+      weightLayouts: typeof native.weightLayouts === 'function' ? Object.freeze(native.weightLayouts().map((l) => Object.freeze(l))) : [],
     },
     tokenizer,
   );

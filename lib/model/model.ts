@@ -1,5 +1,5 @@
 import { DisposedError } from '../errors';
-import type { NativeArchitecture, NativeDevice, NativeHyperparameters, NativeModel } from '../native/types';
+import type { NativeArchitecture, NativeDevice, NativeHyperparameters, NativeModel, NativeWeightLayout } from '../native/types';
 import { Session, type SessionHost } from '../session/session';
 import type { SessionOptions } from '../session/options';
 import type { Tokenizer } from '../tokenizer';
@@ -21,6 +21,12 @@ export interface ModelInfo {
   threads: number;
   /** Where weights, K/V and compute live (loadModel's `gpu` option). */
   device: NativeDevice;
+  /**
+   * Where a CPU model's matrices live: ggml's faster CPU layouts ("AMX", "CPU_REPACK"), into
+   * which loadModel copies them as llama.cpp does, or "mapped" (read from the file as stored).
+   * Empty on a GPU.
+   */
+  weightLayouts: readonly NativeWeightLayout[];
 }
 
 /** A loaded model: weights (native, shared by all its sessions), hyperparameters and tokenizer. */

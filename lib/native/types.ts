@@ -30,10 +30,21 @@ export interface NativeAttentionArgs {
 
 export interface NativeSystemInfo {
   ggmlVersion: string;
-  cpu: { avx: boolean; avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; neon: boolean };
+  /** What ggml was built for (GGML_NATIVE: this machine's CPU). amxInt8: Intel AMX tile matmuls. */
+  cpu: { avx: boolean; avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; neon: boolean; amxInt8?: boolean };
   attentionSimd: 'avx2+fma' | 'portable';
   /** What `loadModel(path, { gpu })` can use. Absent from addons older than GPU support. */
   gpu?: NativeGpuInfo;
+}
+
+/**
+ * A ggml memory layout holding some of a model's matrices: "AMX" (Intel AMX tiles),
+ * "CPU_REPACK" (rows interleaved for AVX2/AVX-512/NEON), or "mapped" (read from the file as stored).
+ */
+export interface NativeWeightLayout {
+  name: string;
+  tensors: number;
+  bytes: number;
 }
 
 export interface NativeGpuInfo {
@@ -195,6 +206,8 @@ export interface NativeModel {
   weightBytes(): number;
   /** Where the model runs. Optional in the type for stand-ins and older addons (then 'cpu'). */
   device?(): NativeDevice;
+  /** Where a CPU model's matrices live (ggml layouts); empty on a GPU. Optional for stand-ins. */
+  weightLayouts?(): NativeWeightLayout[];
   dispose(): void;
 }
 

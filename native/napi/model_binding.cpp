@@ -439,6 +439,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod<&ModelWrap::EvalMany>("evalMany"),
                         InstanceMethod<&ModelWrap::WeightBytes>("weightBytes"),
                         InstanceMethod<&ModelWrap::Device>("device"),
+                        InstanceMethod<&ModelWrap::WeightLayouts>("weightLayouts"),
                         InstanceMethod<&ModelWrap::Dispose>("dispose")});
   }
 
@@ -477,6 +478,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return callOrThrow(info.Env(), [&]() -> Napi::Value {
       if (!model_) throw CodedError("DISPOSED", "NativeModel has been disposed and cannot be used any more");
       return Napi::String::New(info.Env(), eng::deviceName(eng::modelDevice(*model_)));
+    });
+  }
+
+  Napi::Value WeightLayouts(const Napi::CallbackInfo& info) {
+    return callOrThrow(info.Env(), [&]() -> Napi::Value {
+      if (!model_) throw CodedError("DISPOSED", "NativeModel has been disposed and cannot be used any more");
+      const std::vector<eng::WeightLayout> layouts = eng::modelWeightLayouts(*model_);
+      Napi::Array out = Napi::Array::New(info.Env(), layouts.size());
+      for (size_t i = 0; i < layouts.size(); i++) {
+        Napi::Object o = Napi::Object::New(info.Env());
+        o.Set("name", layouts[i].name);
+        o.Set("tensors", static_cast<double>(layouts[i].tensors));
+        o.Set("bytes", static_cast<double>(layouts[i].bytes));
+        out.Set(static_cast<uint32_t>(i), o);
+      }
+      return out;
     });
   }
 

@@ -20,6 +20,7 @@ Napi::Value systemInfo(Napi::Env env) {
   cpu.Set("f16c", ggml_cpu_has_f16c() != 0);
   cpu.Set("avx512", ggml_cpu_has_avx512() != 0);
   cpu.Set("neon", ggml_cpu_has_neon() != 0);
+  cpu.Set("amxInt8", ggml_cpu_has_amx_int8() != 0);
   result.Set("cpu", cpu);
   result.Set("attentionSimd", lmi::attn::cpuHasAvx2Fma() ? "avx2+fma" : "portable");
   // What loadModel(path, { gpu }) can use: a CUDA build (LMI_CUDA) and a visible device.

@@ -6,8 +6,9 @@
  * one F32 model to each type, plus K-quants on the other architectures (each architecture's F32
  * file too: the baseline the quantization's own effect is measured from).
  *
- * Both sides run ggml's CPU matmuls on the same bytes (activations rounded to Q8_K / Q8_0 / Q8_1
- * blocks for quantized weights, f16 for F16 weights); the attention differs (our Λ kernel in f32,
+ * Both sides run ggml's CPU matmuls on the same bytes, for a prompt batch and for single-token
+ * steps (activations rounded to Q8_K / Q8_0 / Q8_1 blocks for quantized weights, f16 for F16
+ * weights); the attention differs (our Λ kernel in f32,
  * vanilla here, vs llama.cpp's f32 path), and so does the build of ggml. The tolerance below is
  * what that leaves, measured (see TOLERANCE). An unsupported type is a typed UNSUPPORTED error
  * naming it, through the whole loadModel(path).
@@ -19,6 +20,7 @@ import * as path from 'node:path';
 import { LmiError } from '../../lib/errors';
 import { GgmlType, tensorByteLength } from '../../lib/gguf';
 import { loadModel } from '../../lib/model';
+import { systemInfo } from '../../lib/system';
 import { loadAddon } from '../../lib/native/addon';
 import type { NativeAddon } from '../../lib/native/types';
 import { mapFields } from '../gguf/helpers';
@@ -30,6 +32,7 @@ import { logProbGap, randomTokens, type Gap } from '../reference-forward/compare
 import { logSoftmaxRows, SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
 
 const N = 48;
+const PROMPT = 40; // then N - PROMPT single-token evals
 const TOKENS = randomTokens(N, 17);
 const BASE: SyntheticModelOptions = { seed: 41, nEmbd: 256, nLayer: 2, nHead: 4, nFF: 512, nCtx: 256, weightType: 'F32' };
 const ARCH_BASE: Record<SyntheticArch, Partial<SyntheticModelOptions>> = {
@@ -53,10 +56,10 @@ const OTHERS = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlTy
  * - F16 / BF16: the matmul rounds activations to f16 / bf16 on one side or both (this build has no
  *   llamafile sgemm): 1.3e-2 / 1.6e-2 max, rms <= 2.7e-3. Bound 5e-2, rms 1e-2.
  * - Block-quantized weights: activations are rounded to Q8 blocks before the dot products. Where
- *   both sides run the same kernel on bit-equal activations the gap is float noise (~5e-6: Q2_K,
- *   Q3_K, Q5_K, Q6_K, Q4_0, Q5_0 on llama here); anywhere the f32 activations differ in their last
- *   bits (another kernel in llama.cpp: Q4_K, Q4_1, Q5_1, Q8_0; GELU upstream: gptneox, mpt; the
- *   qwen2 biases), a value near a rounding boundary rounds the other way and moves log-probs by up
+ *   both sides run the same kernel on bit-equal activations the gap is float noise (~5e-6: most
+ *   types on llama here, Q8_0 and Q4_1 through AMX tiles on both sides); anywhere the f32
+ *   activations differ in their last bits (another kernel in llama.cpp's newer ggml: Q4_0 and Q4_K
+ *   here; GELU upstream: gptneox, mpt; the qwen2 biases), a value near a rounding boundary rounds the other way and moves log-probs by up
  *   to 7.4e-2 (rms <= 1.5e-2). Bound 0.15, rms 0.03: 2x the worst measured, since which types take
  *   which kernel depends on the CPU.
  *
@@ -137,10 +140,16 @@ describe('every weight type vs llama.cpp (weights quantized by ggml)', () => {
     const model = await addon.loadModel(spec);
     const ctx = model.createContext({ nSlot: N, nArchive: 0, topKFromLayer: 0, kvType: 'f32', maxBatch: N, threads: 2 });
     const mask: Mask = { lambda: false, origin: 0, nGlobal: 0, nLocal: N, limitDistance: N };
-    const logits = await ctx.eval(new SlotTable(N, 0).batch(TOKENS, mask, 'all'));
+    // A prompt as one batch, then tokens one at a time: the matmuls of one row take other kernels
+    // (GEMV, AMX's VNNI loop) than those of many.
+    const table = new SlotTable(N, 0);
+    const nVocab = spec.hparams.nVocab;
+    const logits = new Float32Array(N * nVocab);
+    logits.set(await ctx.eval(table.batch(TOKENS.slice(0, PROMPT), mask, 'all')));
+    for (let i = PROMPT; i < N; i++) logits.set(await ctx.eval(table.batch(TOKENS.slice(i, i + 1), mask, 'last')), i * nVocab);
     ctx.dispose();
     model.dispose();
-    const ours = logSoftmaxRows(logits, spec.hparams.nVocab);
+    const ours = logSoftmaxRows(logits, nVocab);
     const gap: Gap = logProbGap(
       ours.map((r) => Float64Array.from(r)),
       oracle.get(label)!,
@@ -156,6 +165,24 @@ describe('every weight type vs llama.cpp (weights quantized by ggml)', () => {
     const relative = kind === 'quantized' ? gap.rms / effect.rms : 0;
     const ok = gap.max < bound.max && gap.rms < bound.rms && (kind !== 'quantized' || relative < TOLERANCE.quantized.relativeRms);
     expect({ label, max: gap.max, rms: gap.rms, relative, ok }).toEqual({ label, max: gap.max, rms: gap.rms, relative, ok: true });
+  });
+
+  test('matrices move into the layout ggml computes them fastest from: AMX tiles for the types with tile kernels', async () => {
+    const amx = (await systemInfo()).cpu.amxInt8 === true;
+    const tileTypes = new Set<GgmlType>([GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K]);
+    const { readGguf } = await import('../../lib/gguf');
+    for (const c of CASES.filter((k) => k.arch === 'llama')) {
+      const file = files.get(c.label)!;
+      const matrices = (await readGguf(file)).tensors.filter((t) => t.dims.length === 2 && t.dims[1] > 1 && t.name !== 'token_embd.weight');
+      const model = await loadModel(file, { threads: 1 });
+      const layouts = model.info.weightLayouts;
+      await model.dispose();
+      // Every matrix is accounted for once, whatever the layout.
+      expect(layouts.reduce((n, l) => n + l.tensors, 0)).toBe(matrices.length);
+      const names = layouts.map((l) => l.name);
+      if (amx && tileTypes.has(c.type)) expect({ label: c.label, names }).toEqual({ label: c.label, names: ['AMX'] });
+      else expect({ label: c.label, amx: names.includes('AMX') }).toEqual({ label: c.label, amx: false });
+    }
   });
 
   test('an unsupported type is a typed UNSUPPORTED error naming it (IQ2_XXS; a made-up type number)', async () => {

@@ -215,6 +215,7 @@ export function fakeModel(behaviour: FakeBehaviour = {}, over: Partial<NativeHyp
     tensorCount: 0,
     threads: 1,
     device: 'cpu',
+    weightLayouts: [],
   };
   return { model: new Model(native, info, tokenizer), native, tokenizer };
 }

@@ -18,14 +18,29 @@ std::vector<ggml_backend_buffer_type_t> cpuExtraBufferTypes(ggml_backend_dev_t c
       ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts"));
   if (get == nullptr) return out;
   for (ggml_backend_buffer_type_t* p = get(cpu); p != nullptr && *p != nullptr; ++p) {
-    // Not AMX: ggml 0.15.1's AMX matmul crashed on our Sapphire Rapids development VM (SIGILL on
-    // tileloadd inside Node, SIGSEGV in a plain C++ test program) on a model llama.cpp's newer ggml
-    // runs through its AMX kernels there. The repacked AVX2/AVX-512 layouts are safe. This is what
-    // bounds our Q8_0/Q4_0 prefill against llama.cpp on AMX machines (bench/RESULTS.md).
-    if (std::strstr(ggml_backend_buft_name(*p), "AMX") != nullptr) continue;
     out.push_back(*p);
   }
   return out;
+}
+
+bool isAmx(ggml_backend_buffer_type_t buft) { return std::strstr(ggml_backend_buft_name(buft), "AMX") != nullptr; }
+
+// The weight types ggml's AMX buffer multiplies with tile (TMUL) kernels. It accepts F16 too, but
+// only to run an AVX-512 loop slower than the llamafile matmul F16 otherwise gets; llama.cpp's
+// newer ggml no longer offers it for F16 at all.
+bool hasAmxTileKernels(ggml_type type) {
+  switch (type) {
+    case GGML_TYPE_Q4_0:
+    case GGML_TYPE_Q4_1:
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q4_K:
+    case GGML_TYPE_Q5_K:
+    case GGML_TYPE_Q6_K:
+    case GGML_TYPE_IQ4_XS:
+      return true;
+    default:
+      return false;
+  }
 }
 
 // Whether the CPU device computes w^T x with w stored in `buft`, asked the way ggml's scheduler
@@ -56,9 +71,8 @@ bool acceptsMatmul(ggml_backend_dev_t cpu, ggml_backend_buffer_type_t buft, ggml
 std::vector<ggml_backend_buffer_t> placeWeightsInCpuLayouts(Model& model) {
   std::vector<ggml_backend_buffer_t> buffers;
   ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-  if (cpu == nullptr) return buffers;
-  const std::vector<ggml_backend_buffer_type_t> extras = cpuExtraBufferTypes(cpu);
-  if (extras.empty()) return buffers;
+  const std::vector<ggml_backend_buffer_type_t> extras =
+      cpu != nullptr ? cpuExtraBufferTypes(cpu) : std::vector<ggml_backend_buffer_type_t>{};
 
   // Matrices used only as the weight of a matmul. token_embd stays mapped: its rows are looked up
   // (get_rows), and a tied classifier is that same tensor.
@@ -70,14 +84,23 @@ std::vector<ggml_backend_buffer_t> placeWeightsInCpuLayouts(Model& model) {
 
   // Both a single-token and a batched product must be computable from the new layout.
   std::map<ggml_backend_buffer_type_t, std::vector<ggml_tensor*>> chosen;
+  WeightLayout mapped{"mapped", 0, 0};
   for (ggml_tensor* w : candidates) {
+    bool placed = false;
     for (ggml_backend_buffer_type_t buft : extras) {
+      if (isAmx(buft) && !hasAmxTileKernels(w->type)) continue;
       if (acceptsMatmul(cpu, buft, w, 1) && acceptsMatmul(cpu, buft, w, 512)) {
         chosen[buft].push_back(w);
+        placed = true;
         break;
       }
     }
+    if (!placed) {
+      mapped.tensors += 1;
+      mapped.bytes += ggml_nbytes(w);
+    }
   }
+  if (mapped.tensors > 0) model.weightLayouts.push_back(mapped);
 
   for (auto& [buft, tensors] : chosen) {
     const size_t align = ggml_backend_buft_get_alignment(buft);
@@ -91,6 +114,7 @@ std::vector<ggml_backend_buffer_t> placeWeightsInCpuLayouts(Model& model) {
     }
     ggml_backend_buffer_set_usage(buffer, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     buffers.push_back(buffer);
+    model.weightLayouts.push_back({ggml_backend_buft_name(buft), static_cast<int64_t>(tensors.size()), total});
     auto* base = static_cast<uint8_t*>(ggml_backend_buffer_get_base(buffer));
     size_t offset = 0;
     for (ggml_tensor* w : tensors) {

@@ -241,5 +241,6 @@ std::shared_ptr<const Model> loadModel(const ModelSpec& spec) {
 
 size_t modelWeightBytes(const Model& model) { return model.weightBytes; }
 Device modelDevice(const Model& model) { return model.device; }
+std::vector<WeightLayout> modelWeightLayouts(const Model& model) { return model.weightLayouts; }
 
 }  // namespace lmi::engine

@@ -52,6 +52,7 @@ struct Model {
   ggml_backend_buffer_t buffer = nullptr;
   // CPU: the matrices placed in ggml's faster CPU layouts (cpu_weight_layout.h), copied out of the mapping.
   std::vector<ggml_backend_buffer_t> layoutBuffers;
+  std::vector<WeightLayout> weightLayouts;  // what placeWeightsInCpuLayouts did
   // token_embd's rows in the mapping, on either device: the segmented forward pass looks the
   // batch's embeddings up on the host (ggml's CUDA get_rows lacks the k-quant types).
   const void* tokEmbdHost = nullptr;

@@ -103,6 +103,16 @@ std::shared_ptr<const Model> loadModel(const ModelSpec& spec);
 size_t modelWeightBytes(const Model& model);  // bytes of the tensors the architecture reads
 Device modelDevice(const Model& model);
 
+// Where a CPU model's matrices (those it only multiplies by) live: one entry per ggml layout that
+// holds some, e.g. "AMX" (AMX tiles), "CPU_REPACK" (interleaved rows), or "mapped" (read from
+// the file mapping as stored). Empty for a GPU model.
+struct WeightLayout {
+  std::string name;
+  int64_t tensors = 0;
+  size_t bytes = 0;  // in that layout
+};
+std::vector<WeightLayout> modelWeightLayouts(const Model& model);
+
 enum class LogitsMode { All, Last, None };
 
 struct ContextOptions {

@@ -108,11 +108,20 @@ LMI_AVX2 void gemmNT(int M, int N, int K, const float* A, int lda, const float* 
   }
 }
 
+constexpr int kPrefetchRows = 8;
+
 LMI_AVX2 void loadRows(const void* base, KVType type, int64_t slotStride, int64_t headOff, const int64_t* slots,
                        int n, int D, int Dp, float* dst) {
+  const int64_t elemBytes = type == KVType::F32 ? 4 : 2;
+  const int64_t rowBytes = D * elemBytes;
   for (int r = 0; r < n; r++) {
     float* d = dst + static_cast<int64_t>(r) * Dp;
     const int64_t off = slots[r] * slotStride + headOff;
+    if (r + kPrefetchRows < n) {
+      // Rows are gathered by slot, a stride apart: start fetching a few rows ahead.
+      const char* next = static_cast<const char*>(base) + (slots[r + kPrefetchRows] * slotStride + headOff) * elemBytes;
+      for (int64_t b = 0; b < rowBytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
+    }
     int i = 0;
     if (type == KVType::F32) {
       const float* s = static_cast<const float*>(base) + off;

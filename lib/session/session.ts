@@ -253,7 +253,11 @@ export class Session {
   private toTokens(input: TextOrTokens, parseSpecial: boolean): Int32Array {
     if (typeof input !== 'string') return Int32Array.from(input);
     const t = this.host.tokenizer;
-    const ids = t.encode(input, { addSpecial: false, parseSpecial });
+    // Text continuing ordinary text gets no SentencePiece space prefix: appending "Hello" then
+    // " world" encodes as "Hello world" does.
+    const last = this.lastToken();
+    const spacePrefix = last === null || t.isControl(last);
+    const ids = t.encode(input, { addSpecial: false, parseSpecial, spacePrefix });
     if (this.tokenCount === 0 && t.addBos && t.bos !== null) ids.unshift(t.bos);
     return Int32Array.from(ids);
   }
@@ -272,6 +276,11 @@ export class Session {
   private pushRecent(token: number): void {
     this.recent[this.recentTotal % MAX_PENALTY_WINDOW] = token;
     this.recentTotal++;
+  }
+
+  /** The stream's last token (appended or generated), or null on an empty stream. */
+  private lastToken(): number | null {
+    return this.recentTotal > 0 ? this.recent[(this.recentTotal - 1) % MAX_PENALTY_WINDOW] : null;
   }
 
   /** The last n tokens, oldest first. */

@@ -24,6 +24,12 @@ export interface EncodeOptions {
    * tokens are always recognised, as in llama.cpp.
    */
   parseSpecial?: boolean;
+  /**
+   * SentencePiece vocabularies with add_space_prefix: whether the text starts as a text does, with
+   * the space prefix. Default true. false: the text continues one that ended in ordinary text (a
+   * session's later appends), so that encoding it equals encoding the whole.
+   */
+  spacePrefix?: boolean;
 }
 
 export interface TokenizerDecodeOptions extends DecodeOptions {
@@ -141,8 +147,8 @@ export class Tokenizer implements PieceSource {
     if (addBos) out.push(this.required('bos', v.ids.bos));
 
     if (v.kind === 'spm') {
-      // The space prefix goes before the first text and after every special token.
-      let prevSpecial = true;
+      // The space prefix goes before the first text (unless it continues one) and after every special token.
+      let prevSpecial = options.spacePrefix ?? true;
       for (const f of fragments) {
         if (typeof f === 'number') {
           out.push(f);

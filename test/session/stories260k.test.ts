@@ -114,6 +114,21 @@ describe('stories260K on the native engine', () => {
     lambda.dispose();
   });
 
+  test('text appended in pieces is the text appended whole (no SentencePiece space prefix mid-stream)', async () => {
+    const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.';
+    const cut = text.indexOf(' there');
+    const whole = model.createSession({ kvType: 'f32' });
+    const pieces = model.createSession({ kvType: 'f32' });
+    const a = await whole.score(text);
+    const first = await pieces.append(text.slice(0, cut));
+    const b = await pieces.score(text.slice(cut));
+    expect(first.count + b.count).toBe(a.count + 1); // the first piece's BOS is not scored in `a`
+    expect(pieces.tokenCount).toBe(whole.tokenCount);
+    expect(maxAbsDiff(b.nll, a.nll.subarray(a.count - b.count))).toBeLessThan(1e-4);
+    whole.dispose();
+    pieces.dispose();
+  });
+
   test('scores do not depend on the chunk size', async () => {
     const ids = storyIds.slice(0, 300);
     const a = model.createSession({ kvType: 'f32', chunkSize: 7, attention: { nLocal: 64 } });

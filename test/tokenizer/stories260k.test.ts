@@ -51,6 +51,23 @@ test('"Once upon a time" with BOS is [1, 403, 407, 261, 378] (node-llama-cpp)', 
   expect(tok.decode([403, 407], { stripLeadingSpace: false })).toBe(' Once upon');
 });
 
+test('a text cut before a space encodes as its halves, the second without the space prefix', () => {
+  const text = stories.slice(0, 4000);
+  const cuts = [...text.matchAll(/ /g)].map((m) => m.index!).filter((_, k) => k % 37 === 5);
+  expect(cuts.length).toBeGreaterThan(10);
+  const whole = tok.encode(text, { addSpecial: false });
+  for (const c of cuts) {
+    const head = tok.encode(text.slice(0, c), { addSpecial: false });
+    const tail = tok.encode(text.slice(c), { addSpecial: false, spacePrefix: false });
+    expect([...head, ...tail]).toEqual(whole);
+    // With the prefix (a text of its own) the tail starts with one more space.
+    const alone = tok.encode(text.slice(c), { addSpecial: false });
+    expect(tok.decode(alone, { stripLeadingSpace: false })).toBe(' ' + text.slice(c));
+  }
+  // After a special token the prefix applies again, continuation or not.
+  expect(tok.encode('<s>Once upon a time', { addSpecial: false, parseSpecial: true, spacePrefix: false })).toEqual([1, 403, 407, 261, 378]);
+});
+
 test('the greedy sample from PROVENANCE decodes to its text', () => {
   const ids = [432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394];
   const text = ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw';

@@ -284,14 +284,13 @@ export function createHandler(options: ServeOptions): ServeHandler {
       const p = served.chat.prepare(tmpl!, r.messages);
       // Session streams start with BOS when the tokenizer says so; do not double a template's.
       const text = fresh && tokenizer.addBos && bosText !== '' && p.text.startsWith(bosText) ? p.text.slice(bosText.length) : p.text;
-      ids = tokenizer.encode(text, { addSpecial: false, parseSpecial: true });
+      ids = Array.from(session.tokenize(text, { parseSpecial: true }));
       commit = p.commit;
     } else {
-      ids = typeof r.prompt === 'string' ? tokenizer.encode(r.prompt, { addSpecial: false, parseSpecial: false }) : [...r.prompt];
+      // Text is tokenized as Session.append(text) would: BOS on a fresh stream, and a continuation
+      // of the session's stream after that; token ids go in as given.
+      ids = typeof r.prompt === 'string' ? Array.from(session.tokenize(r.prompt)) : [...r.prompt];
     }
-    // Text starts a fresh stream with BOS (as Session.append(text) does); token ids go in as given.
-    const isText = r.kind === 'chat' || typeof r.prompt === 'string';
-    if (fresh && isText && tokenizer.addBos && tokenizer.bos !== null) ids.unshift(tokenizer.bos);
     if (ids.length > maxPromptTokens)
       throw invalidRequest(
         `the prompt is ${ids.length} tokens; this server takes at most ${maxPromptTokens} per request (a persistent session keeps earlier turns, so send only the new part)`,

@@ -161,6 +161,16 @@ export class Session {
   }
 
   /**
+   * The ids append(text) would add to the stream now: BOS first on an empty stream when the
+   * tokenizer adds one, and no SentencePiece space prefix when the text continues ordinary text.
+   */
+  tokenize(text: string, options: { parseSpecial?: boolean } = {}): Int32Array {
+    this.checkOpen();
+    if (typeof text !== 'string') throw new InvalidArgumentError('tokenize expects a string');
+    return this.toTokens(text, options.parseSpecial ?? false);
+  }
+
+  /**
    * Appends text or token ids to the stream (prefill, in chunks of chunkSize). Text appended to an
    * empty stream gets BOS first when the tokenizer says so; token ids are appended as given.
    * Aborting keeps the chunks already evaluated; the session stays usable.

@@ -42,6 +42,9 @@ async function inProcess(turns: { append: string; maxTokens: number; stop?: stri
   return out;
 }
 
+/** How a session tokenizes text that continues its stream: no BOS, no SentencePiece space prefix. */
+const CONTINUATION = { addSpecial: false, spacePrefix: false };
+
 const STORY = ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw';
 
 describe('completions', () => {
@@ -143,12 +146,12 @@ describe('persistent sessions', () => {
     expect(a.body).toMatchObject({ session_id: 'story-1', choices: [{ text: want[0] }], usage: { prompt_tokens: 5 } });
     const b = await srv.client.json('/v1/completions', { prompt: ' Then', max_tokens: 12, temperature: 0 }, { headers: { 'X-Session-Id': 'story-1' } });
     expect(b.body.choices[0].text).toBe(want[1]);
-    expect(b.body.usage.prompt_tokens).toBe(model.tokenizer.encode(' Then', { addSpecial: false }).length); // no BOS, no history re-sent
+    expect(b.body.usage.prompt_tokens).toBe(model.tokenizer.encode(' Then', CONTINUATION).length); // no BOS, no history re-sent
     const c = await srv.client.stream('/v1/completions', { prompt: ' The end. Once', max_tokens: 12, temperature: 0, session: 'story-1' });
     expect(c.text).toBe(want[2]);
     const info = await srv.client.json('/v1/sessions/story-1');
     expect(info.body).toMatchObject({ id: 'story-1', kind: 'completion', requests: 3, busy: false });
-    expect(info.body.tokens).toBe(5 + 12 + b.body.usage.prompt_tokens + 12 + model.tokenizer.encode(' The end. Once', { addSpecial: false }).length + 12);
+    expect(info.body.tokens).toBe(5 + 12 + b.body.usage.prompt_tokens + 12 + model.tokenizer.encode(' The end. Once', CONTINUATION).length + 12);
     expect((await srv.client.json('/v1/sessions/story-1', undefined, { method: 'DELETE' })).body).toMatchObject({ deleted: true });
     expect((await srv.client.json('/v1/sessions/story-1')).status).toBe(404);
   });
@@ -161,7 +164,7 @@ describe('persistent sessions', () => {
       const kv = (await t.client.json('/v1/sessions/long')).body.kv_bytes;
       for (let k = 0; k < 4; k++) {
         const r = await t.client.json('/v1/completions', { prompt: ' And then', max_tokens: 300, temperature: 0.8, seed: k, session_id: 'long' });
-        expect(r.body.usage.prompt_tokens).toBe(model.tokenizer.encode(' And then', { addSpecial: false }).length);
+        expect(r.body.usage.prompt_tokens).toBe(model.tokenizer.encode(' And then', CONTINUATION).length);
       }
       const info = (await t.client.json('/v1/sessions/long')).body;
       expect(info.tokens).toBeGreaterThan(1000); // past the 512-token training length
@@ -185,7 +188,7 @@ describe('persistent sessions', () => {
     ]);
     expect(reply1).toBe(w1);
     expect(t2.body.choices[0].message.content).toBe(w2);
-    expect(t2.body.usage.prompt_tokens).toBe(model.tokenizer.encode('\nuser: More.\nassistant:', { addSpecial: false }).length);
+    expect(t2.body.usage.prompt_tokens).toBe(model.tokenizer.encode('\nuser: More.\nassistant:', CONTINUATION).length);
     // a chat session cannot take a completions request
     const mixed = await srv.client.json('/v1/completions', { prompt: 'x', session_id: 'chat-1' });
     expect(mixed.status).toBe(400);

@@ -119,8 +119,10 @@ describe('stories260K on the native engine', () => {
     const cut = text.indexOf(' there');
     const whole = model.createSession({ kvType: 'f32' });
     const pieces = model.createSession({ kvType: 'f32' });
+    expect([...whole.tokenize(text)]).toEqual(model.tokenizer.encode(text)); // fresh: BOS and the space prefix
     const a = await whole.score(text);
     const first = await pieces.append(text.slice(0, cut));
+    expect([...pieces.tokenize(text.slice(cut))]).toEqual(model.tokenizer.encode(text.slice(cut), { addSpecial: false, spacePrefix: false }));
     const b = await pieces.score(text.slice(cut));
     expect(first.count + b.count).toBe(a.count + 1); // the first piece's BOS is not scored in `a`
     expect(pieces.tokenCount).toBe(whole.tokenCount);

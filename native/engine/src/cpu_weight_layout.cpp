@@ -126,6 +126,7 @@ std::vector<ggml_backend_buffer_t> placeWeightsInCpuLayouts(Model& model) {
         throw Error(ErrorCode::Native, std::string("cannot place tensor '") + w->name + "' in " + ggml_backend_buft_name(buft));
       }
       ggml_backend_tensor_set(w, mapped, 0, ggml_nbytes(w));  // converts to the buffer type's layout
+      if (model.file) model.file->release(mapped, ggml_nbytes(w));  // the copy is all that is read now
       offset += GGML_PAD(ggml_backend_buft_get_alloc_size(buft, w), align);
     }
   }

@@ -1,6 +1,7 @@
 #include "mapped_file.h"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "lmi/engine.h"
@@ -12,6 +13,7 @@ MappedFile::MappedFile(const std::string& path) {
   throw Error(ErrorCode::Unsupported, "cannot map '" + path + "': memory-mapped models need a POSIX system");
 }
 MappedFile::~MappedFile() = default;
+void MappedFile::release(const void*, size_t) const {}
 }  // namespace lmi::engine
 
 #else
@@ -56,6 +58,16 @@ MappedFile::MappedFile(const std::string& path) {
 
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(data_, size_);
+}
+
+void MappedFile::release(const void* begin, size_t bytes) const {
+  const uintptr_t base = reinterpret_cast<uintptr_t>(data_);
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(begin);
+  if (data_ == nullptr || lo < base || lo + bytes > base + size_) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (lo + page - 1) / page * page;  // pages wholly inside the range only:
+  const uintptr_t last = (lo + bytes) / page * page;      // its neighbours may still be read
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 }  // namespace lmi::engine

@@ -16,6 +16,10 @@ class MappedFile {
   const void* data() const { return data_; }
   size_t size() const { return size_; }
 
+  // The bytes [begin, begin + bytes) of the mapping will not be read again (a tensor copied out of
+  // it): their whole pages stop counting as resident. Advisory; a later read would fault them back in.
+  void release(const void* begin, size_t bytes) const;
+
  private:
   void* data_ = nullptr;
   size_t size_ = 0;

@@ -17,9 +17,7 @@ std::vector<ggml_backend_buffer_type_t> cpuExtraBufferTypes(ggml_backend_dev_t c
   auto get = reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(
       ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts"));
   if (get == nullptr) return out;
-  for (ggml_backend_buffer_type_t* p = get(cpu); p != nullptr && *p != nullptr; ++p) {
-    out.push_back(*p);
-  }
+  for (ggml_backend_buffer_type_t* p = get(cpu); p != nullptr && *p != nullptr; ++p) out.push_back(*p);
   return out;
 }
 
@@ -84,7 +82,7 @@ std::vector<ggml_backend_buffer_t> placeWeightsInCpuLayouts(Model& model) {
 
   // Both a single-token and a batched product must be computable from the new layout.
   std::map<ggml_backend_buffer_type_t, std::vector<ggml_tensor*>> chosen;
-  WeightLayout mapped{"mapped", 0, 0};
+  WeightLayout stayMapped{"mapped", 0, 0};
   for (ggml_tensor* w : candidates) {
     bool placed = false;
     for (ggml_backend_buffer_type_t buft : extras) {
@@ -96,11 +94,11 @@ std::vector<ggml_backend_buffer_t> placeWeightsInCpuLayouts(Model& model) {
       }
     }
     if (!placed) {
-      mapped.tensors += 1;
-      mapped.bytes += ggml_nbytes(w);
+      stayMapped.tensors += 1;
+      stayMapped.bytes += ggml_nbytes(w);
     }
   }
-  if (mapped.tensors > 0) model.weightLayouts.push_back(mapped);
+  if (stayMapped.tensors > 0) model.weightLayouts.push_back(stayMapped);
 
   for (auto& [buft, tensors] : chosen) {
     const size_t align = ggml_backend_buft_get_alignment(buft);

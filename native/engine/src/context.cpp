@@ -9,6 +9,8 @@
 
 #include "arch.h"
 #include "context_impl.h"
+#include "cpu_backend.h"
+#include "graph_lru.h"
 #include "ggml-cpu.h"
 #include "segmented.h"
 
@@ -65,18 +67,9 @@ std::unique_ptr<CachedGraph> Context::Impl::build(int64_t nTok, LogitsMode m) {
 
 CachedGraph& Context::Impl::graphFor(int64_t nTok, LogitsMode m) {
   clock++;
-  for (auto& g : graphs) {
-    if (g->n == nTok && g->mode == m) {
-      g->lastUse = clock;
-      return *g;
-    }
-  }
-  if (graphs.size() >= kMaxCachedGraphs) {
-    size_t oldest = 0;
-    for (size_t i = 1; i < graphs.size(); i++)
-      if (graphs[i]->lastUse < graphs[oldest]->lastUse) oldest = i;
-    graphs.erase(graphs.begin() + static_cast<std::ptrdiff_t>(oldest));
-  }
+  if (CachedGraph* g = findCachedGraph(graphs, nTok, m, clock)) return *g;
+  if (graphs.size() >= kMaxCachedGraphs)
+    graphs.erase(graphs.begin() + static_cast<std::ptrdiff_t>(leastRecentlyUsed(graphs)));
   graphs.push_back(build(nTok, m));
   graphs.back()->lastUse = clock;
   return *graphs.back();
@@ -109,15 +102,7 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
       throw Error(ErrorCode::Native, std::string("cannot initialise ggml's backend for ") +
                                          ggml_backend_dev_description(c.model->gpu));
   } else {
-    // Thread pool: polling off, so idle contexts sleep instead of spinning.
-    ggml_threadpool_params tpp = ggml_threadpool_params_default(o.threads);
-    tpp.poll = 0;
-    c.pool = ggml_threadpool_new(&tpp);
-    if (c.pool == nullptr) throw Error(ErrorCode::Native, "cannot create a ggml thread pool");
-    c.backend = ggml_backend_cpu_init();
-    if (c.backend == nullptr) throw Error(ErrorCode::Native, "cannot initialise ggml's CPU backend");
-    ggml_backend_cpu_set_n_threads(c.backend, o.threads);
-    ggml_backend_cpu_set_threadpool(c.backend, c.pool);
+    createCpuBackend(o.threads, &c.pool, &c.backend);
   }
 
   // K/V: per layer [Hkv, nSlot (+ nArchive from topKFromLayer on)], rows are slots.

@@ -21,6 +21,8 @@
 
 #include "arch.h"
 #include "context_impl.h"
+#include "cpu_backend.h"
+#include "graph_lru.h"
 #include "ggml-cpu.h"
 
 namespace lmi::engine {
@@ -195,21 +197,14 @@ void MultiEval::Impl::ensureCapacity(int64_t n) {
 
 CachedGraph& MultiEval::Impl::graphFor(int64_t n, LogitsMode mode) {
   clock++;
-  for (auto& g : graphs) {
-    if (g->n == n && g->mode == mode) {
-      g->lastUse = clock;
-      return *g;
-    }
-  }
+  if (CachedGraph* cached = findCachedGraph(graphs, n, mode, clock)) return *cached;
   const size_t budget = graphNodeBudget(model->hp);
   const size_t metaBytes = (ggml_tensor_overhead() * budget * 2 + ggml_graph_overhead_custom(budget, false) + 63) / 64 * 64;
   auto g = std::make_unique<CachedGraph>();
   if (graphs.size() >= kMaxCachedGraphs) {
     // Evict the least recently used graph and build the new one in its memory: shapes come and
     // go with the traffic, and a long-running server must not churn the allocator.
-    size_t oldest = 0;
-    for (size_t i = 1; i < graphs.size(); i++)
-      if (graphs[i]->lastUse < graphs[oldest]->lastUse) oldest = i;
+    const size_t oldest = leastRecentlyUsed(graphs);
     g->metadata = std::move(graphs[oldest]->metadata);
     graphs.erase(graphs.begin() + static_cast<std::ptrdiff_t>(oldest));
   }
@@ -242,14 +237,7 @@ MultiEval::MultiEval(std::shared_ptr<const Model> model, int threads) : impl_(st
   m.model = std::move(model);
   m.threads = threads == 0 ? std::max(1, m.model->threads) : threads;
 
-  ggml_threadpool_params tpp = ggml_threadpool_params_default(m.threads);
-  tpp.poll = 0;  // idle between steps: sleep, do not spin
-  m.pool = ggml_threadpool_new(&tpp);
-  if (m.pool == nullptr) throw Error(ErrorCode::Native, "cannot create a ggml thread pool");
-  m.backend = ggml_backend_cpu_init();
-  if (m.backend == nullptr) throw Error(ErrorCode::Native, "cannot initialise ggml's CPU backend");
-  ggml_backend_cpu_set_n_threads(m.backend, m.threads);
-  ggml_backend_cpu_set_threadpool(m.backend, m.pool);
+  createCpuBackend(m.threads, &m.pool, &m.backend);
 
   const int64_t nLayer = m.model->hp.nLayer;
   m.layerOps.resize(static_cast<size_t>(nLayer));

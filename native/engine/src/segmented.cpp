@@ -6,6 +6,7 @@
 
 #include "arch.h"
 #include "device.h"
+#include "graph_lru.h"
 
 namespace lmi::engine {
 
@@ -129,18 +130,9 @@ std::unique_ptr<SegmentedExecutor::Graph> SegmentedExecutor::build(int64_t n, Lo
 
 SegmentedExecutor::Graph& SegmentedExecutor::graphFor(int64_t n, LogitsMode mode) {
   clock_++;
-  for (auto& g : graphs_) {
-    if (g->n == n && g->mode == mode) {
-      g->lastUse = clock_;
-      return *g;
-    }
-  }
-  if (graphs_.size() >= kMaxCachedGraphs) {
-    size_t oldest = 0;
-    for (size_t i = 1; i < graphs_.size(); i++)
-      if (graphs_[i]->lastUse < graphs_[oldest]->lastUse) oldest = i;
-    graphs_.erase(graphs_.begin() + static_cast<std::ptrdiff_t>(oldest));
-  }
+  if (Graph* g = findCachedGraph(graphs_, n, mode, clock_)) return *g;
+  if (graphs_.size() >= kMaxCachedGraphs)
+    graphs_.erase(graphs_.begin() + static_cast<std::ptrdiff_t>(leastRecentlyUsed(graphs_)));
   graphs_.push_back(build(n, mode));
   graphs_.back()->lastUse = clock_;
   return *graphs_.back();

@@ -15,7 +15,8 @@
 //   the G heads of a KV head into subsets instead. Rows never interact, so the result is
 //   bit-identical for every nth.
 //
-// Keys. Non-empty slots are sorted by (position, slot) once per call; a block visits the
+// Keys. Non-empty slots, and the queries' own rows kNew/vNew when given (as slots nSlot + i), are
+// sorted by (position, slot) once per call; a block visits the
 // sorted index intervals that can hold kept keys: the global prefix and the local range
 // (Λ), everything up to the block's last position (vanilla, or Λ with top-k). Tiles of 64
 // keys are classified as a whole when possible (all local / all middle) and otherwise
@@ -105,6 +106,7 @@ struct Plan {
   bool rope = false, alibi = false, lambda = true, topk = false;
   int kEff = 0;  // top-k entries kept per row: min(k, keys)
   int64_t kStride = 0, vStride = 0;
+  int64_t kNewStride = 0, vNewStride = 0;
   const int64_t* sPos = nullptr;
   const int64_t* sSlot = nullptr;
   int64_t nS = 0;
@@ -129,7 +131,7 @@ struct Scratch {
   std::vector<float> kRaw, kRot, ktLoc, ktRaw, vt;
   std::vector<float> tmpRow, ropeTmp, acc;
   std::vector<int8_t> cls;
-  std::vector<int64_t> qPosBlk, rowI;
+  std::vector<int64_t> qPosBlk, rowI, newRows;
   std::vector<int> rowQ, rowHead;
   std::vector<float> rowSlope, rowGBias, rowMBias;
   std::vector<TopEntry> top;
@@ -147,6 +149,7 @@ struct Scratch {
     for (auto* v : {&s, &sg, &sm}) grow(*v, rows * kKT);
     for (auto* v : {&kRaw, &kRot, &ktLoc, &ktRaw, &vt}) grow(*v, kKT * Dp);
     grow(tmpRow, Dp);
+    grow(newRows, kKT);
     grow(acc, Dp);
     grow(ropeTmp, 2 * Dp);
     grow(cls, static_cast<size_t>(P.qbMax) * kKT);
@@ -258,11 +261,15 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   const int64_t row = static_cast<int64_t>(p.nHeadKV) * p.headDim;
   P.kStride = p.kSlotStride ? p.kSlotStride : row;
   P.vStride = p.vSlotStride ? p.vSlotStride : row;
+  P.kNewStride = p.kNewStride ? p.kNewStride : row;
+  P.vNewStride = p.vNewStride ? p.vNewStride : row;
 
-  // Keys sorted by (position, slot); empty slots dropped.
+  // Keys sorted by (position, slot); empty slots dropped; the queries' own rows as slots nSlot + i.
   ps.keys.clear();
   for (int64_t s = 0; s < p.nSlot; s++)
     if (p.slotPos[s] >= 0) ps.keys.emplace_back(p.slotPos[s], s);
+  if (p.kNew != nullptr)
+    for (int i = 0; i < p.nQ; i++) ps.keys.emplace_back(p.qPos[i], p.nSlot + i);
   sortRuns(ps.keys, ps.keysTmp);
   P.nS = static_cast<int64_t>(ps.keys.size());
   ps.sPos.resize(ps.keys.size());
@@ -361,11 +368,38 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   }
 }
 
+// dst[r] = the K (value = false) or V row of KV head offset headOff for slot slots[r] (r < n <= kKT),
+// reading slots >= nSlot from the queries' own rows (kNew, vNew); see KernelOps::loadRows.
+void gatherRows(const Plan& P, Scratch& sc, bool value, int64_t headOff, const int64_t* slots, int n, float* dst) {
+  const Problem& p = *P.p;
+  const void* base = value ? p.v : p.k;
+  const int64_t stride = value ? P.vStride : P.kStride;
+  if (p.kNew == nullptr) {
+    P.ops->loadRows(base, p.kvType, stride, headOff, slots, n, P.D, P.Dp, dst);
+    return;
+  }
+  // Runs of cache slots and of new rows, each loaded in one call.
+  for (int r = 0; r < n;) {
+    const bool isNew = slots[r] >= p.nSlot;
+    int e = r + 1;
+    while (e < n && (slots[e] >= p.nSlot) == isNew) e++;
+    float* d = dst + static_cast<int64_t>(r) * P.Dp;
+    if (isNew) {
+      int64_t* rows = sc.newRows.data();
+      for (int i = r; i < e; i++) rows[i - r] = slots[i] - p.nSlot;
+      P.ops->loadRows(value ? p.vNew : p.kNew, p.kvType, value ? P.vNewStride : P.kNewStride, headOff, rows, e - r,
+                      P.D, P.Dp, d);
+    } else {
+      P.ops->loadRows(base, p.kvType, stride, headOff, slots + r, e - r, P.D, P.Dp, d);
+    }
+    r = e;
+  }
+}
+
 // Normalizes one row: folds the kept middle keys (top) into the softmax state (m, l, O)
 // and writes O / l (zeros when nothing was kept).
 void finalizeRow(const Plan& P, Scratch& sc, int kvh, float m, float l, const float* O, const TopEntry* top,
                  int cnt, float* out) {
-  const Problem& p = *P.p;
   const int D = P.D;
   float M = m;
   for (int e = 0; e < cnt; e++) M = std::max(M, top[e].v);
@@ -381,7 +415,7 @@ void finalizeRow(const Plan& P, Scratch& sc, int kvh, float m, float l, const fl
     const float w = std::exp(top[e].v - M);
     lsum += w;
     const int64_t slot = P.sSlot[top[e].idx];
-    P.ops->loadRows(p.v, p.kvType, P.vStride, static_cast<int64_t>(kvh) * D, &slot, 1, D, P.Dp, sc.tmpRow.data());
+    gatherRows(P, sc, true, static_cast<int64_t>(kvh) * D, &slot, 1, sc.tmpRow.data());
     for (int d = 0; d < D; d++) acc[d] += w * sc.tmpRow[d];
   }
   const float inv = 1.0f / lsum;
@@ -495,28 +529,38 @@ class Worker {
   void visit(const Block& blk, int g, int64_t a, int64_t b, int64_t tBeg, int64_t tEnd) {
     b = std::min(b, a + tEnd * kKT);
     a += tBeg * kKT;
-    if (a < b) prefetch(p_.k, P_.kStride, g, a, static_cast<int>(std::min<int64_t>(kKT, b - a)));
+    if (a < b) prefetch(false, g, a, static_cast<int>(std::min<int64_t>(kKT, b - a)));
     for (int64_t c0 = a; c0 < b; c0 += kKT) {
       const int n = static_cast<int>(std::min<int64_t>(kKT, b - c0));
       // The rows of a tile are scattered by slot: ask for this tile's values and the
       // next tile's keys while this one computes.
-      prefetch(p_.v, P_.vStride, g, c0, n);
-      if (c0 + kKT < b) prefetch(p_.k, P_.kStride, g, c0 + kKT, static_cast<int>(std::min<int64_t>(kKT, b - c0 - kKT)));
+      prefetch(true, g, c0, n);
+      if (c0 + kKT < b) prefetch(false, g, c0 + kKT, static_cast<int>(std::min<int64_t>(kKT, b - c0 - kKT)));
       tile(blk, g, c0, n);
     }
   }
 
-  void prefetch(const void* base, int64_t stride, int g, int64_t c0, int n) {
+  // Asks for the K (value = false) or V rows of KV head g of sorted keys [c0, c0 + n).
+  void prefetch(bool value, int g, int64_t c0, int n) {
 #if defined(__GNUC__)
     const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
     const int64_t bytes = static_cast<int64_t>(P_.D) * elem;
+    const int64_t headOff = static_cast<int64_t>(g) * P_.D;
     for (int c = 0; c < n; c++) {
-      const char* row = static_cast<const char*>(base) + (P_.sSlot[c0 + c] * stride + static_cast<int64_t>(g) * P_.D) * elem;
+      int64_t slot = P_.sSlot[c0 + c];
+      const void* base = value ? p_.v : p_.k;
+      int64_t stride = value ? P_.vStride : P_.kStride;
+      if (slot >= p_.nSlot) {  // one of the queries' own rows
+        slot -= p_.nSlot;
+        base = value ? p_.vNew : p_.kNew;
+        stride = value ? P_.vNewStride : P_.kNewStride;
+      }
+      const char* row = static_cast<const char*>(base) + (slot * stride + headOff) * elem;
       for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
       __builtin_prefetch(row + bytes - 1);
     }
 #else
-    (void)base, (void)stride, (void)g, (void)c0, (void)n;
+    (void)value, (void)g, (void)c0, (void)n;
 #endif
   }
 
@@ -587,7 +631,7 @@ class Worker {
     // Keys as rows (kRaw, kRot) for decode-sized blocks, transposed (ktRaw, ktLoc) otherwise.
     const int64_t headOff = static_cast<int64_t>(g) * D;
     float* kRaw = sc_.kRaw.data();
-    ops_.loadRows(p_.k, p_.kvType, P_.kStride, headOff, js, n, D, Dp, kRaw);
+    gatherRows(P_, sc_, false, headOff, js, n, kRaw);
     zeroRows(kRaw, n, Np);
     const float* ktLoc = nullptr;
     const float* ktRaw = nullptr;
@@ -702,7 +746,7 @@ class Worker {
 
     ops_.softmaxTile(S, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
     float* vt = sc_.vt.data();
-    ops_.loadRows(p_.v, p_.kvType, P_.vStride, headOff, js, n, D, Dp, vt);
+    gatherRows(P_, sc_, true, headOff, js, n, vt);
     zeroRows(vt, n, Np);
     ops_.gemm(R_, Dp, Np, S, kKT, vt, Dp, sc_.o.data(), Dp, true);
   }

@@ -30,16 +30,19 @@ void validateShape(const Problem& p, int maxHeadDim) {
     fail("nQ * nHead * headDim is too large");
   const int64_t kvRow = int64_t(p.nHeadKV) * p.headDim;
   if (p.kvType != KVType::F32 && p.kvType != KVType::F16) fail("kvType must be F32 or F16");
-  auto checkStride = [&](int64_t stride, const char* name) {
+  auto checkStride = [&](int64_t stride, const char* name, int64_t rows) {
     if (stride < 0) fail(std::string(name) + " must be >= 0 (got " + str(stride) + ")");
     if (stride != 0 && stride < kvRow)
       fail(std::string(name) + " (" + str(stride) + ") must be 0 or >= nHeadKV * headDim (" + str(kvRow) + ")");
     int64_t total = 0;
-    if (mulOverflows(p.nSlot, stride ? stride : kvRow, &total) || total > kMaxElems)
-      fail(std::string("nSlot * ") + name + " is too large");
+    if (mulOverflows(rows, stride ? stride : kvRow, &total) || total > kMaxElems)
+      fail(std::string("rows * ") + name + " is too large");
   };
-  checkStride(p.kSlotStride, "kSlotStride");
-  checkStride(p.vSlotStride, "vSlotStride");
+  checkStride(p.kSlotStride, "kSlotStride", p.nSlot);
+  checkStride(p.vSlotStride, "vSlotStride", p.nSlot);
+  checkStride(p.kNewStride, "kNewStride", p.nQ);
+  checkStride(p.vNewStride, "vNewStride", p.nQ);
+  if ((p.kNew == nullptr) != (p.vNew == nullptr)) fail("kNew and vNew must both be set or both be null");
 
   if (!p.q) fail("q is null");
   if (!p.qPos) fail("qPos is null");

@@ -3,7 +3,8 @@
 // generator, random_case.h) on every kernel path and several key splits, plus targeted
 // cases: multi-query decode, several sequences on concurrent streams, prefill with tile
 // skipping at nLocal not a multiple of the 32-slot tile, ring-buffer slot orders with
-// empty slots, top-k, head dims 20 and 256, no slots, shift invariance at 2^40.
+// empty slots, top-k, head dims 20 and 256, no slots, shift invariance at 2^40; the queries'
+// own keys and values apart from the slots (Problem::kNew/vNew) against the same rows as slots.
 //
 //   lmi_test_attention_cuda [cases]     (exit 77 with "no CUDA device" when there is none)
 //
@@ -92,26 +93,43 @@ const char* pathName(cd::Path p) { return p == cd::Path::Mma ? "mma" : p == cd::
 
 double worst[2][3];  // [f16][path]
 
-// Runs c on the GPU with each option set and checks it against the reference and the CPU kernel.
-void checkCase(Case& c, const std::vector<cd::RunOptions>& opts) {
-  const ref::Result want = ref::run(c.problem());
+// What a GPU run of c must match: the dense reference and the CPU kernel.
+struct Expected {
+  ref::Result want;
+  std::vector<float> cpu;
+};
+Expected expected(Case& c) {
+  Expected e{ref::run(c.problem()), {}};
   std::fill(c.out.begin(), c.out.end(), NAN);
   run(c.problem());
-  const std::vector<float> cpu = c.out;
-  DeviceCase dc(c);
+  e.cpu = c.out;
+  return e;
+}
+
+// Runs dc on the GPU with each option set and checks it against ex (of the Case c, for the
+// tolerance and the message; label says which form of it dc is).
+void checkRuns(const Case& c, DeviceCase& dc, const Expected& ex, const std::vector<cd::RunOptions>& opts,
+               const char* label) {
   for (const cd::RunOptions& o : opts) {
     const cd::RunPlan pl = cd::plan(dc.p, o);
     const std::vector<float> got = dc.run(o);
     const double tol = tolFor(c, pl.path);
-    const double dRef = maxDiff(got, want.out, c.headDim, want.ambiguous);
-    const double dCpu = maxDiff(got, cpu, c.headDim, want.ambiguous);
+    const double dRef = maxDiff(got, ex.want.out, c.headDim, ex.want.ambiguous);
+    const double dCpu = maxDiff(got, ex.cpu, c.headDim, ex.want.ambiguous);
     double& w = worst[c.kvType == KVType::F16][static_cast<int>(pl.path)];
     w = std::max(w, dRef);
-    LMI_CHECK(dRef <= tol, "%s [%s splits=%d tiles=%d] vs reference: max|diff| = %g (tol %g)", c.what.c_str(),
+    LMI_CHECK(dRef <= tol, "%s%s [%s splits=%d tiles=%d] vs reference: max|diff| = %g (tol %g)", c.what.c_str(), label,
               pathName(pl.path), pl.nSplit, int(pl.tileRange), dRef, tol);
-    LMI_CHECK(dCpu <= tol, "%s [%s splits=%d tiles=%d] vs CPU kernel: max|diff| = %g (tol %g)", c.what.c_str(),
+    LMI_CHECK(dCpu <= tol, "%s%s [%s splits=%d tiles=%d] vs CPU kernel: max|diff| = %g (tol %g)", c.what.c_str(), label,
               pathName(pl.path), pl.nSplit, int(pl.tileRange), dCpu, tol);
   }
+}
+
+// Runs c on the GPU with each option set and checks it against the reference and the CPU kernel.
+void checkCase(Case& c, const std::vector<cd::RunOptions>& opts) {
+  const Expected ex = expected(c);
+  DeviceCase dc(c);
+  checkRuns(c, dc, ex, opts, "");
 }
 
 std::vector<cd::RunOptions> allPaths(const Case& c, int idx) {
@@ -166,6 +184,91 @@ Case ringCase(Rng& rng, int nHead, int nHeadKV, int D, KVType kv, int64_t base, 
   c.what = buf;
   c.fill(rng);
   return c;
+}
+
+// Problem::kNew/vNew, the queries' own keys and values apart from the slots, against the same
+// rows appended as nQ more slots at positions qPos: both forms on the GPU must match the
+// reference and the CPU kernel of the appended one. c becomes the slots-only form first:
+// repeated query positions are dropped and slots at or after the first query position are
+// emptied, so that no position repeats.
+void checkNewKeys(Rng& rng, Case c, int idx) {
+  std::vector<int64_t> qs;
+  for (int64_t i : c.qPos)
+    if (std::find(qs.begin(), qs.end(), i) == qs.end()) qs.push_back(i);
+  c.qPos = qs;
+  c.nQ = static_cast<int>(qs.size());
+  const int64_t first = *std::min_element(qs.begin(), qs.end());
+  for (int64_t& j : c.slotPos)
+    if (j >= first) j = -1;
+  c.fill(rng);
+
+  // The own rows, [nQ][stride], padding zero; f16 copies when the case is f16.
+  const int64_t row = c.row();
+  const bool f16 = c.kvType == KVType::F16;
+  const int64_t kNewStride = row + rng.pick(std::vector<int64_t>{0, 0, 1, 3, 8});
+  const int64_t vNewStride = row + rng.pick(std::vector<int64_t>{0, 0, 1, 3, 8});
+  auto rows = [&](int64_t stride) {
+    std::vector<float> x(static_cast<size_t>(c.nQ * stride), 0.0f);
+    for (int i = 0; i < c.nQ; i++)
+      for (int64_t e = 0; e < row; e++) x[i * stride + e] = rng.sym();
+    return x;
+  };
+  auto halves = [](const std::vector<float>& x) {
+    std::vector<uint16_t> h(x.size());
+    for (size_t e = 0; e < x.size(); e++) h[e] = ref::floatToHalf(x[e]);
+    return h;
+  };
+  const std::vector<float> kNew = rows(kNewStride), vNew = rows(vNewStride);
+  const std::vector<uint16_t> kNewH = halves(kNew), vNewH = halves(vNew);
+
+  // The appended form: the own rows copied into slots nSlot.. at the slots' strides.
+  Case cat = c;
+  auto append = [&](auto& dst, const auto& src, int64_t srcStride, int64_t dstStride) {
+    for (int i = 0; i < c.nQ; i++) {
+      const auto from = src.begin() + i * srcStride;
+      dst.insert(dst.end(), from, from + row);
+      dst.resize(dst.size() + static_cast<size_t>(dstStride - row));
+    }
+  };
+  const int64_t ks = c.kStride ? c.kStride : row, vs = c.vStride ? c.vStride : row;
+  append(cat.kf, kNew, kNewStride, ks);
+  append(cat.vf, vNew, vNewStride, vs);
+  if (f16) {
+    append(cat.kh, kNewH, kNewStride, ks);
+    append(cat.vh, vNewH, vNewStride, vs);
+  }
+  cat.slotPos.insert(cat.slotPos.end(), c.qPos.begin(), c.qPos.end());
+
+  const Expected ex = expected(cat);
+  DeviceCase whole(cat), apart(c);
+  apart.p.kNew = f16 ? static_cast<const void*>(apart.upload(kNewH)) : apart.upload(kNew);
+  apart.p.vNew = f16 ? static_cast<const void*>(apart.upload(vNewH)) : apart.upload(vNew);
+  apart.p.kNewStride = kNewStride == row ? 0 : kNewStride;
+  apart.p.vNewStride = vNewStride == row ? 0 : vNewStride;
+  char label[128];
+  std::snprintf(label, sizeof label, " (own rows apart: nSlot=%lld, strides %lld/%lld)", (long long)c.nSlot(),
+                (long long)apart.p.kNewStride, (long long)apart.p.vNewStride);
+  const std::vector<cd::RunOptions> opts = allPaths(cat, idx);
+  checkRuns(cat, whole, ex, opts, " (own rows appended as slots)");
+  checkRuns(cat, apart, ex, opts, label);
+}
+
+// The own-rows cases: the random generator's, then prefill and decode on a ring buffer (its
+// 410 slots end mid-tile) in f16 and f32 with and without top-k, and a call with no slots.
+void newKeys(Rng& rng, int nRandom) {
+  for (int idx = 0; idx < nRandom; idx++) checkNewKeys(rng, randomCase(rng, idx), idx);
+  for (KVType kv : {KVType::F16, KVType::F32}) {
+    const bool f16 = kv == KVType::F16;
+    Case c = ringCase(rng, 8, 2, 128, kv, 1000, 1200, 10, 100, 400, 130, Encoding::Rope);
+    if (f16) c.topK = {5, 50};
+    checkNewKeys(rng, c, 0);
+    Case d = ringCase(rng, 32, 8, 128, kv, 5, 3000, 10, 1000, 1100, 1, Encoding::Rope);
+    if (!f16) d.topK = {17, 500};
+    checkNewKeys(rng, d, 1);
+  }
+  Case e = ringCase(rng, 4, 2, 64, KVType::F16, 0, 40, 4, 16, 40, 40, Encoding::Alibi);
+  e.slotPos.clear();
+  checkNewKeys(rng, e, 2);
 }
 
 void targeted(Rng& rng) {
@@ -297,6 +400,8 @@ int main(int argc, char** argv) {
   const double tRandom = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Rng rng2(424242);
   targeted(rng2);
+  Rng rng3(31337);
+  newKeys(rng3, nCases / 4);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d random cases in %.1f s, targeted cases in %.1f s\n", nCases, tRandom, secs - tRandom);
   std::printf("worst max|diff| vs reference: f32 scalar %.3g; f16 scalar %.3g, mma %.3g\n", worst[0][1], worst[1][1],

@@ -83,6 +83,18 @@ int main() {
   expectInvalid("kSlotStride small", "kSlotStride", [](C&, P& p) { p.kSlotStride = 31; });
   expectInvalid("vSlotStride small", "vSlotStride", [](C&, P& p) { p.vSlotStride = 1; });
   expectInvalid("kSlotStride < 0", "kSlotStride", [](C&, P& p) { p.kSlotStride = -32; });
+  expectInvalid("kNew without vNew", "kNew and vNew", [](C& c, P& p) { p.kNew = c.kf.data(); });
+  expectInvalid("vNew without kNew", "kNew and vNew", [](C& c, P& p) { p.vNew = c.vf.data(); });
+  expectInvalid("kNewStride small", "kNewStride", [](C& c, P& p) {
+    p.kNew = c.kf.data();
+    p.vNew = c.vf.data();
+    p.kNewStride = 31;
+  });
+  expectInvalid("vNewStride < 0", "vNewStride", [](C& c, P& p) {
+    p.kNew = c.kf.data();
+    p.vNew = c.vf.data();
+    p.vNewStride = -1;
+  });
   expectInvalid("rotaryDim odd", "rotaryDim", [](C&, P& p) { p.pe.rotaryDim = 7; });
   expectInvalid("rotaryDim > headDim", "rotaryDim", [](C&, P& p) { p.pe.rotaryDim = 18; });
   expectInvalid("rotaryDim < 0", "rotaryDim", [](C&, P& p) { p.pe.rotaryDim = -2; });

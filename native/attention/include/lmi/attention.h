@@ -62,6 +62,17 @@ struct Problem {
   const int64_t* slotPos = nullptr;  // [nSlot] absolute position of each slot; -1 marks an empty slot
   const int64_t* qPos = nullptr;     // [nQ] absolute position of each query, >= 0
 
+  // The queries' own keys and values, not (yet) in any slot: row i is the token of query i, at
+  // position qPos[i], kvType elements. Null (both): every key is in a slot. With them a host can
+  // attend a batch before writing it into its cache, so the cache never holds more than the window:
+  // keys of this batch's earlier queries come from here, older ones from the slots (which may still
+  // hold keys the batch will overwrite). The keys are then the slots' and these nQ rows, as if the
+  // rows were nQ more slots at positions qPos; positions must not repeat across the two.
+  const void* kNew = nullptr;  // [nQ][nHeadKV][headDim]
+  const void* vNew = nullptr;  // [nQ][nHeadKV][headDim]
+  int64_t kNewStride = 0;      // elements between rows of kNew; 0 means nHeadKV * headDim
+  int64_t vNewStride = 0;
+
   float scale = 0.0f;  // logit scale, usually 1/sqrt(headDim); must be finite and > 0
   PositionEncoding pe;
   LambdaMask mask;

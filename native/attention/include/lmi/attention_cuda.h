@@ -17,7 +17,7 @@ int deviceCount();
 // headDim <= 256 and topK.k <= 256.
 void validateShape(const Problem& p);
 
-// Runs p on the current CUDA device. Every pointer in p (q, k, v, slotPos, qPos, out,
+// Runs p on the current CUDA device. Every pointer in p (q, k, v, kNew, vNew, slotPos, qPos, out,
 // pe.alibiSlopes) is a DEVICE pointer. Enqueued on `stream` (a cudaStream_t; nullptr = the
 // default stream); returns without synchronizing. Throws InvalidArgument for a malformed
 // problem, std::runtime_error on CUDA errors. Scratch memory is owned by the library (cached

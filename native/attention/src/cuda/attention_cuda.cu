@@ -128,11 +128,31 @@ void* grow(Scratch& s, size_t bytes, cudaStream_t st) {
 }
 
 // Elements per vector load: the largest of maxVec, 4, 2, 1 that divides headDim and the
-// slot stride and matches the base pointer's alignment.
+// row stride and matches the base pointer's alignment.
 int pickVec(const void* base, int64_t stride, int D, size_t esize, int maxVec) {
   for (int v = maxVec; v > 1; v /= 2)
     if (D % v == 0 && stride % v == 0 && reinterpret_cast<uintptr_t>(base) % (v * esize) == 0) return v;
   return 1;
+}
+
+// K or V rows: the slots, then the queries' own rows (fresh, may be null). Strides in
+// elements, 0 = dense.
+KVRows kvRows(const Problem& p, const void* slots, int64_t slotStride, const void* fresh, int64_t freshStride) {
+  const int64_t dense = static_cast<int64_t>(p.nHeadKV) * p.headDim;
+  const size_t esize = p.kvType == KVType::F16 ? 2 : 4;
+  const int maxVec = p.kvType == KVType::F16 ? 8 : 4;
+  slotStride = slotStride ? slotStride : dense;
+  freshStride = freshStride ? freshStride : dense;
+  KVRows r;
+  r.slots = slots;
+  r.fresh = fresh;
+  r.nSlot = p.nSlot;
+  r.slotPitch = slotStride * static_cast<int64_t>(esize);
+  r.freshPitch = freshStride * static_cast<int64_t>(esize);
+  r.vec = pickVec(slots, slotStride, p.headDim, esize, maxVec);
+  // pickVec's answers are powers of two: the smaller one suits both sources.
+  if (fresh) r.vec = std::min(r.vec, pickVec(fresh, freshStride, p.headDim, esize, maxVec));
+  return r;
 }
 
 constexpr int kMaxSplits = 1024;
@@ -151,12 +171,10 @@ Params makeParams(const Problem& p, const RunOptions& o, int sms, RunPlan* plan)
   P.half = P.rd / 2;
   P.neox = p.pe.pairing == RopePairing::NeoX;
   P.nSlot = p.nSlot;
-  const int64_t row = static_cast<int64_t>(p.nHeadKV) * p.headDim;
-  P.kStride = p.kSlotStride ? p.kSlotStride : row;
-  P.vStride = p.vSlotStride ? p.vSlotStride : row;
+  P.nNew = p.kNew ? p.nQ : 0;
   P.q = p.q;
-  P.k = p.k;
-  P.v = p.v;
+  P.k = kvRows(p, p.k, p.kSlotStride, p.kNew, p.kNewStride);
+  P.v = kvRows(p, p.v, p.vSlotStride, p.vNew, p.vNewStride);
   P.slotPos = p.slotPos;
   P.qPos = p.qPos;
   P.slopes = p.pe.alibiSlopes;
@@ -167,9 +185,6 @@ Params makeParams(const Problem& p, const RunOptions& o, int sms, RunPlan* plan)
   P.topk = p.mask.lambda && p.topK.k > 0;
   P.topK = P.topk ? p.topK.k : 0;
   P.insertAt = p.topK.insertAt;
-  const size_t esize = P.f16 ? 2 : 4;
-  P.kVec = pickVec(p.k, P.kStride, P.D, esize, P.f16 ? 8 : 4);
-  P.vVec = pickVec(p.v, P.vStride, P.D, esize, P.f16 ? 8 : 4);
 
   const bool mmaOk = mmaSupported(p);
   bool mma = false;
@@ -185,7 +200,7 @@ Params makeParams(const Problem& p, const RunOptions& o, int sms, RunPlan* plan)
   }
   P.nHeadChunks = (P.G + P.HB - 1) / P.HB;
   const int64_t blocks = static_cast<int64_t>((p.nQ + P.QB - 1) / P.QB) * p.nHeadKV * P.nHeadChunks;
-  P.nTiles = (p.nSlot + kTile - 1) / kTile;
+  P.nTiles = (P.nSlot + P.nNew + kTile - 1) / kTile;
 
   int64_t splits = 1;
   if (o.splits > 0) {

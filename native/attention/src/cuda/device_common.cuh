@@ -1,5 +1,5 @@
-// Device-only helpers shared by the kernel files: block/row decoding, K/V row loads,
-// warp reductions, query preparation.
+// Device-only helpers shared by the kernel files: block/row decoding, key positions and
+// K/V row loads, warp reductions, query preparation.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -88,17 +88,31 @@ __device__ __forceinline__ void loadVec(const void* base, bool f16, int64_t off,
   }
 }
 
-// dst[c][0..D) (row stride lds floats) = row (slot s0 + c, KV head g) of base for the
-// kTile slots c whose flag is non-zero; zeros for the others. All threads of the block.
+// Position of key s (kernels.cuh, Keys): slotPos[s], the query's own qPos[s - nSlot], or -1
+// (empty) for s past the last key.
+__device__ __forceinline__ int64_t keyPos(const Params& P, int64_t s) {
+  if (s < P.nSlot) return P.slotPos[s];
+  const int64_t n = s - P.nSlot;
+  return n < P.nNew ? P.qPos[n] : -1;
+}
+
+// The row of key s < nSlot + nNew in R (element 0 of KV head 0).
+__device__ __forceinline__ const void* keyRow(const KVRows& R, int64_t s) {
+  if (s < R.nSlot) return static_cast<const char*>(R.slots) + s * R.slotPitch;
+  return static_cast<const char*>(R.fresh) + (s - R.nSlot) * R.freshPitch;
+}
+
+// dst[c][0..D) (row stride lds floats) = row (key s0 + c, KV head g) of src for the kTile
+// keys c whose flag is non-zero; zeros for the others. All threads of the block.
 template <int VEC>
-__device__ void loadTileRowsVec(float* dst, int lds, const void* base, bool f16, int64_t stride, int64_t headOff,
-                                int64_t s0, const uint8_t* flag, int D) {
+__device__ void loadTileRowsVec(float* dst, int lds, const KVRows& src, bool f16, int64_t headOff, int64_t s0,
+                                const uint8_t* flag, int D) {
   const int per = D / VEC;
   for (int e = threadIdx.x; e < kTile * per; e += blockDim.x) {
     const int c = e / per, d = (e % per) * VEC;
     float x[VEC];
     if (flag[c]) {
-      loadVec<VEC>(base, f16, (s0 + c) * stride + headOff + d, x);
+      loadVec<VEC>(keyRow(src, s0 + c), f16, headOff + d, x);
     } else {
 #pragma unroll
       for (int i = 0; i < VEC; i++) x[i] = 0.0f;
@@ -108,20 +122,20 @@ __device__ void loadTileRowsVec(float* dst, int lds, const void* base, bool f16,
   }
 }
 
-__device__ __forceinline__ void loadTileRows(float* dst, int lds, const void* base, bool f16, int vec, int64_t stride,
-                                             int64_t headOff, int64_t s0, const uint8_t* flag, int D) {
-  switch (vec) {
+__device__ __forceinline__ void loadTileRows(float* dst, int lds, const KVRows& src, bool f16, int64_t headOff,
+                                             int64_t s0, const uint8_t* flag, int D) {
+  switch (src.vec) {
     case 8:
-      loadTileRowsVec<8>(dst, lds, base, f16, stride, headOff, s0, flag, D);
+      loadTileRowsVec<8>(dst, lds, src, f16, headOff, s0, flag, D);
       break;
     case 4:
-      loadTileRowsVec<4>(dst, lds, base, f16, stride, headOff, s0, flag, D);
+      loadTileRowsVec<4>(dst, lds, src, f16, headOff, s0, flag, D);
       break;
     case 2:
-      loadTileRowsVec<2>(dst, lds, base, f16, stride, headOff, s0, flag, D);
+      loadTileRowsVec<2>(dst, lds, src, f16, headOff, s0, flag, D);
       break;
     default:
-      loadTileRowsVec<1>(dst, lds, base, f16, stride, headOff, s0, flag, D);
+      loadTileRowsVec<1>(dst, lds, src, f16, headOff, s0, flag, D);
       break;
   }
 }

@@ -7,15 +7,14 @@
 namespace lmi::attn::cuda::detail {
 namespace {
 
-// tileMin[t], tileMax[t] = min / max non-empty slot position in slots [32t, 32t + 32);
+// tileMin[t], tileMax[t] = min / max non-empty key position in keys [32t, 32t + 32);
 // INT64_MAX / -1 for a tile without any. One warp per tile.
-__global__ void tileRangeKernel(const int64_t* slotPos, int64_t nSlot, int64_t nTiles, int64_t* tileMin,
-                                int64_t* tileMax) {
+__global__ void tileRangeKernel(const Params P, int64_t* tileMin, int64_t* tileMax) {
+  static_assert(kTile == 32, "one lane per key of a tile");
   const int64_t t = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x & 31;
-  if (t >= nTiles) return;  // whole warps leave together (blockDim is a multiple of 32)
-  const int64_t s = t * kTile + lane;
-  const int64_t j = s < nSlot ? slotPos[s] : -1;
+  if (t >= P.nTiles) return;  // whole warps leave together (blockDim is a multiple of 32)
+  const int64_t j = keyPos(P, t * kTile + lane);
   long long lo = j >= 0 ? j : INT64_MAX, hi = j;
   for (int o = 16; o > 0; o >>= 1) {
     const long long a = __shfl_xor_sync(0xffffffffu, lo, o), b = __shfl_xor_sync(0xffffffffu, hi, o);
@@ -69,14 +68,14 @@ __global__ void __launch_bounds__(kTopKThreads) topKKernel(const Params P) {
   TopCand* mine = lists + warp * k;
   int cnt = 0;  // meaningful in lane 0
   const int64_t headOff = static_cast<int64_t>(g) * P.D;
-  for (int64_t s = warp; s < P.nSlot; s += kWarps) {
-    const int64_t j = P.slotPos[s];
+  for (int64_t s = warp; s < P.nSlot + P.nNew; s += kWarps) {
+    const int64_t j = keyPos(P, s);
     if (branchOf(i, j, P.mask) != kMiddle) continue;  // the same j for the whole warp
     float dot = 0.0f;
-    const int64_t base = s * P.kStride + headOff;
+    const void* krow = keyRow(P.k, s);
     for (int d = lane; d < P.D; d += 32) {
-      const float kv = P.f16 ? __half2float(static_cast<const __half*>(P.k)[base + d])
-                             : static_cast<const float*>(P.k)[base + d];
+      float kv;
+      loadVec<1>(krow, P.f16, headOff + d, &kv);
       dot = fmaf(qm[d], kv, dot);
     }
     const float v = warpSum(dot) + bias;
@@ -107,8 +106,8 @@ __global__ void __launch_bounds__(kTopKThreads) topKKernel(const Params P) {
   for (int d = tid; d < P.D; d += kTopKThreads) {
     float a = 0.0f;
     for (int e = 0; e < n; e++) {
-      const int64_t off = fin[e].slot * P.vStride + headOff + d;
-      const float vv = P.f16 ? __half2float(static_cast<const __half*>(P.v)[off]) : static_cast<const float*>(P.v)[off];
+      float vv;
+      loadVec<1>(keyRow(P.v, fin[e].slot), P.f16, headOff + d, &vv);
       a = fmaf(weight(fin[e].v, M), vv, a);
     }
     accOut[d] = a;
@@ -150,7 +149,7 @@ void launchTileRange(const Params& P, int64_t* tileMin, int64_t* tileMax, cudaSt
   constexpr int kBlock = 256;
   const int64_t threads = P.nTiles * 32;
   const unsigned blocks = static_cast<unsigned>((threads + kBlock - 1) / kBlock);
-  tileRangeKernel<<<blocks, kBlock, 0, st>>>(P.slotPos, P.nSlot, P.nTiles, tileMin, tileMax);
+  tileRangeKernel<<<blocks, kBlock, 0, st>>>(P, tileMin, tileMax);
 }
 
 void launchTopK(const Params& P, size_t smem, cudaStream_t st) {

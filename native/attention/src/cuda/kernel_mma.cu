@@ -1,5 +1,5 @@
 // The tensor-core prefill kernel for f16 K/V (headDim <= 128): 64 rows (query, head) per
-// block, 4 warps of 16 rows, key tiles of kTile = 32 slots, mma.sync m16n8k16 (f16 in,
+// block, 4 warps of 16 rows, key tiles of kTile = 32 keys, mma.sync m16n8k16 (f16 in,
 // f32 accumulate), online softmax in registers (FlashAttention-2 style).
 //
 // Accuracy. Queries (f32) and rotated keys are split into f16 hi + lo parts and
@@ -80,49 +80,48 @@ __device__ __forceinline__ void splitPack(float x0, float x1, uint32_t* hi, uint
   *lo = packHalf2(__float2half_rn(x0 - __half2float(h0)), __float2half_rn(x1 - __half2float(h1)));
 }
 
-// dst[c][0..D) = row (slot s0 + c, head offset headOff) of the f16 base for flagged slots,
+// dst[c][0..D) = row (key s0 + c, head offset headOff) of the f16 src for flagged keys,
 // zeros for the others. Columns >= D are left alone (zeroed once at kernel start).
 template <int VEC>
-__device__ void loadTileHalfVec(__half* dst, int lds, const __half* base, int64_t stride, int64_t headOff, int64_t s0,
+__device__ void loadTileHalfVec(__half* dst, int lds, const KVRows& src, int64_t headOff, int64_t s0,
                                 const uint8_t* flag, int D) {
   const int per = D / VEC;
   for (int e = threadIdx.x; e < kTile * per; e += blockDim.x) {
     const int c = e / per, d = (e % per) * VEC;
     __half* o = dst + c * lds + d;
-    const __half* src = base + (s0 + c) * stride + headOff + d;
+    const __half* in = flag[c] ? static_cast<const __half*>(keyRow(src, s0 + c)) + headOff + d : nullptr;
     if constexpr (VEC == 8) {
       uint4 u = make_uint4(0, 0, 0, 0);
-      if (flag[c]) u = *reinterpret_cast<const uint4*>(src);
+      if (in) u = *reinterpret_cast<const uint4*>(in);
       *reinterpret_cast<uint4*>(o) = u;
     } else if constexpr (VEC == 4) {
       uint2 u = make_uint2(0, 0);
-      if (flag[c]) u = *reinterpret_cast<const uint2*>(src);
+      if (in) u = *reinterpret_cast<const uint2*>(in);
       *reinterpret_cast<uint2*>(o) = u;
     } else if constexpr (VEC == 2) {
       uint32_t u = 0;
-      if (flag[c]) u = *reinterpret_cast<const uint32_t*>(src);
+      if (in) u = *reinterpret_cast<const uint32_t*>(in);
       *reinterpret_cast<uint32_t*>(o) = u;
     } else {
-      *o = flag[c] ? *src : __float2half_rn(0.0f);
+      *o = in ? *in : __float2half_rn(0.0f);
     }
   }
 }
 
-__device__ __forceinline__ void loadTileHalf(__half* dst, int lds, const void* base, int vec, int64_t stride,
-                                             int64_t headOff, int64_t s0, const uint8_t* flag, int D) {
-  const __half* b = static_cast<const __half*>(base);
-  switch (vec) {
+__device__ __forceinline__ void loadTileHalf(__half* dst, int lds, const KVRows& src, int64_t headOff, int64_t s0,
+                                             const uint8_t* flag, int D) {
+  switch (src.vec) {
     case 8:
-      loadTileHalfVec<8>(dst, lds, b, stride, headOff, s0, flag, D);
+      loadTileHalfVec<8>(dst, lds, src, headOff, s0, flag, D);
       break;
     case 4:
-      loadTileHalfVec<4>(dst, lds, b, stride, headOff, s0, flag, D);
+      loadTileHalfVec<4>(dst, lds, src, headOff, s0, flag, D);
       break;
     case 2:
-      loadTileHalfVec<2>(dst, lds, b, stride, headOff, s0, flag, D);
+      loadTileHalfVec<2>(dst, lds, src, headOff, s0, flag, D);
       break;
     default:
-      loadTileHalfVec<1>(dst, lds, b, stride, headOff, s0, flag, D);
+      loadTileHalfVec<1>(dst, lds, src, headOff, s0, flag, D);
       break;
   }
 }
@@ -212,8 +211,7 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(const Params P) {
     __syncthreads();
     const int64_t s0 = t * kTile;
     if (tid < kTile) {
-      const int64_t s = s0 + tid;
-      const int64_t j = s < P.nSlot ? P.slotPos[s] : -1;
+      const int64_t j = keyPos(P, s0 + tid);
       sPos[tid] = j;
       flag[tid] = static_cast<uint8_t>(classifySlot(qpos, P.QB, j, mk, cls + tid, kTile));
     }
@@ -221,8 +219,8 @@ __global__ void __launch_bounds__(kThreads) mmaKernel(const Params P) {
     const int localHere = __syncthreads_or(tid < kTile && (flag[tid] & 1));
     if (!anyHere) continue;
 
-    loadTileHalf(sKraw, DpS, P.k, P.kVec, P.kStride, headOff, s0, flag, D);
-    loadTileHalf(sV, DpS, P.v, P.vVec, P.vStride, headOff, s0, flag, D);
+    loadTileHalf(sKraw, DpS, P.k, headOff, s0, flag, D);
+    loadTileHalf(sV, DpS, P.v, headOff, s0, flag, D);
     __syncthreads();
     if (P.rope && localHere) {
       for (int e = tid; e < kTile * D; e += kThreads) {

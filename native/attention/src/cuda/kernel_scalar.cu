@@ -1,12 +1,12 @@
-// The CUDA-core kernel: decode (one query per block row group, split-K over the slots,
+// The CUDA-core kernel: decode (one query per block row group, split-K over the keys,
 // "flash-decoding") and the f32-K/V prefill. Up to 16 rows (query, head) per block share
-// every loaded key/value tile; 128 threads; tiles of kTile = 32 slots.
+// every loaded key/value tile; 128 threads; tiles of kTile = 32 keys.
 //
-// Per tile: slot positions -> per (query, slot) branch (cls) and per-slot flag (any kept
-// row) -> keys of flagged slots into smem (f32) -> local keys rotated by R(j - r0) ->
+// Per tile: key positions -> per (query, key) branch (cls) and per-key flag (any kept
+// row) -> flagged keys into smem (f32) -> local keys rotated by R(j - r0) ->
 // logits S[r][c] -> one warp per row: online-softmax step (m, l, alpha), p = exp(S - m)
-// -> values of flagged slots into smem -> acc[r][d] = alpha * acc + sum_c p * v.
-// Slots that no row keeps are zero rows, so 0 * (stale smem) never makes a NaN.
+// -> values of flagged keys into smem -> acc[r][d] = alpha * acc + sum_c p * v.
+// Keys that no row keeps are zero rows, so 0 * (stale smem) never makes a NaN.
 #include <cuda_fp16.h>
 
 #include "device_common.cuh"
@@ -124,8 +124,7 @@ __global__ void __launch_bounds__(kThreads) scalarKernel(const Params P) {
     __syncthreads();  // the previous tile's readers are done with smem
     const int64_t s0 = t * kTile;
     if (tid < kTile) {
-      const int64_t s = s0 + tid;
-      const int64_t j = s < P.nSlot ? P.slotPos[s] : -1;
+      const int64_t j = keyPos(P, s0 + tid);
       sPos[tid] = j;
       flag[tid] = static_cast<uint8_t>(classifySlot(qpos, P.QB, j, mk, cls + tid, kTile));
     }
@@ -133,7 +132,7 @@ __global__ void __launch_bounds__(kThreads) scalarKernel(const Params P) {
     const int globalHere = __syncthreads_or(tid < kTile && (flag[tid] & 2));
     if (!localHere && !globalHere) continue;  // uniform: every thread got the same answers
 
-    loadTileRows(kraw, Ds, P.k, P.f16, P.kVec, P.kStride, headOff, s0, flag, D);
+    loadTileRows(kraw, Ds, P.k, P.f16, headOff, s0, flag, D);
     __syncthreads();
     if (P.rope && localHere) {
       for (int e = tid; e < kTile * D; e += kThreads) {
@@ -193,7 +192,7 @@ __global__ void __launch_bounds__(kThreads) scalarKernel(const Params P) {
       }
     }
     // Values into kr (its key readers finished at the barrier above).
-    loadTileRows(kr, Ds, P.v, P.f16, P.vVec, P.vStride, headOff, s0, flag, D);
+    loadTileRows(kr, Ds, P.v, P.f16, headOff, s0, flag, D);
     __syncthreads();
 
 #pragma unroll

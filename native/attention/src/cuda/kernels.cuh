@@ -7,9 +7,12 @@
 // the key split. Rows past nQ or past the group's G heads are computed as masked and never
 // written.
 //
-// Keys. Slots are visited in slot order, in tiles of kTile slots; split s of nSplit visits
-// tiles [nTiles * s / nSplit, nTiles * (s + 1) / nSplit). A ring buffer's slots are not in
-// position order: masking looks at each slot's position, and whole tiles are skipped from
+// Keys. Key s in [0, nSlot + nNew) is slot s for s < nSlot, else the queries' own token
+// s - nSlot (Problem::kNew/vNew, at qPos[s - nSlot]; nNew = nQ with them, else 0): keyPos and
+// keyRow (device_common.cuh) are the only readers of positions and rows. Keys are visited in
+// index order, in tiles of kTile keys; split s of nSplit visits tiles
+// [nTiles * s / nSplit, nTiles * (s + 1) / nSplit). A ring buffer's slots are not in
+// position order: masking looks at each key's position, and whole tiles are skipped from
 // the per-tile position range (tileMin/tileMax, a pre-pass) when it proves them masked.
 //
 // RoPE. With r0 = the largest query position of the block, queries are rotated by
@@ -39,13 +42,22 @@ constexpr int kMmaMaxDp = 128;    // the mma kernel takes headDim <= 128
 constexpr int kTopKThreads = 256;
 constexpr int kCombineThreads = 128;
 
+// Where the rows of K (or V) are: key s < nSlot is row s of slots, key s >= nSlot row
+// s - nSlot of fresh (null when there are no such keys). KV head g starts at element g * D.
+struct KVRows {
+  const void* slots = nullptr;
+  const void* fresh = nullptr;
+  int64_t nSlot = 0;
+  int64_t slotPitch = 0, freshPitch = 0;  // bytes between rows
+  int vec = 1;                            // elements per vector load, valid for both
+};
+
 struct Params {
   int nQ = 0, nHead = 0, nHeadKV = 0, D = 0, G = 1;
   int rd = 0, half = 0;
-  int64_t nSlot = 0, kStride = 0, vStride = 0;
+  int64_t nSlot = 0, nNew = 0;     // keys: nSlot slots, then nNew (0 or nQ) query tokens
   const float* q = nullptr;        // [nQ][nHead][D]
-  const void* k = nullptr;         // [nSlot][kStride], head g at g * D
-  const void* v = nullptr;         // [nSlot][vStride]
+  KVRows k, v;
   const int64_t* slotPos = nullptr;
   const int64_t* qPos = nullptr;
   const float* slopes = nullptr;   // [nHead] (ALiBi)
@@ -56,12 +68,11 @@ struct Params {
   int topK = 0;
   int64_t insertAt = 0;
   RopeView table;
-  int kVec = 1, vVec = 1;          // elements per vector load of K and V rows
 
   // work split
   int QB = 1, HB = 1, nHeadChunks = 1;
   int nSplit = 1, nParts = 1;
-  int64_t nTiles = 0;              // ceil(nSlot / kTile)
+  int64_t nTiles = 0;              // ceil((nSlot + nNew) / kTile)
   const int64_t* tileMin = nullptr;  // [nTiles] or null (no pre-pass)
   const int64_t* tileMax = nullptr;
   float* partML = nullptr;         // [nQ * nHead][nParts][2]: m, l

@@ -6,15 +6,16 @@
  * Λ mode, for a stream whose token t sits at position origin + t:
  *
  *   slots [0, nGlobal)                      pinned: token t < nGlobal lives in slot t for ever
- *   slots [nGlobal, nGlobal + R)            the ring, R = nLocal + maxBatch: token t >= nGlobal
- *                                           takes slot nGlobal + (t - nGlobal) mod R
+ *   slots [nGlobal, nGlobal + nLocal)       the ring: token t >= nGlobal takes slot
+ *                                           nGlobal + (t - nGlobal) mod nLocal
  *   slots [nSlot, nSlot + maxArchive)       top-k only: keys evicted from the ring, in eviction order
  *
- * Why R = nLocal + maxBatch is enough: a chunk writes tokens [a, b), b - a <= maxBatch. A query i in
- * it sees locally the keys j with i - nLocal < j <= i, so the union over the chunk is
- * (a - nLocal, b): nLocal + (b - a) - 1 < R consecutive tokens, which the ring holds all at once.
- * A key overwritten by the chunk is R positions older than the token replacing it, so it is at
- * distance > nLocal from every query of the chunk: no query of the chunk still needs it locally.
+ * So the K/V memory is nGlobal + nLocal slots (plus the archive), no more. Why that is enough: a
+ * chunk writes tokens [a, b), b - a <= min(maxBatch, nLocal). A query i in it sees locally the keys
+ * j with i - nLocal < j <= i, i.e. keys of the chunk itself and keys in (a - nLocal, a), which the
+ * ring holds before the chunk. The native engine attends a chunk before writing it (its own keys
+ * come straight from the forward pass), so the chunk may overwrite ring keys its earlier queries
+ * still see; within the chunk the ring slots are distinct because b - a <= nLocal.
  *
  * Vanilla mode: token t takes slot t, up to maxContext slots.
  *
@@ -33,7 +34,7 @@ export interface LambdaCacheOptions {
   nLocal: number;
   /** Distance cap of the global branch (>= 0). */
   limitDistance: number;
-  /** Largest number of tokens per plan() (>= 1). */
+  /** Largest number of tokens per plan() (>= 1); at most nLocal are used. */
   maxBatch: number;
   /** Top-k middle attention: evicted non-global keys go to an archive of at most maxArchive slots. */
   topK?: { k: number; insertAt: number; maxArchive: number };
@@ -68,6 +69,8 @@ export interface KvCachePlan {
   archiveCopies: Int32Array;
   /** Position of every slot (nSlot + nArchive entries) after the batch is written; -1 = empty. */
   slotPositions: BigInt64Array;
+  /** Position of every slot while the batch attends, i.e. before it (what the native batch gets). */
+  attendedSlotPositions: BigInt64Array;
   mask: LambdaMask;
   topK: { k: number; insertAt: number };
   /** Archive slots in use after the batch. */
@@ -109,8 +112,8 @@ export class KvCache {
       checkInt(options.nGlobal, 'nGlobal', 0);
       checkInt(options.nLocal, 'nLocal', 1);
       checkInt(options.limitDistance, 'limitDistance', 0);
-      const nSlot = options.nGlobal + options.nLocal + options.maxBatch;
-      if (nSlot > 2 ** 31 - 1) fail(`nGlobal + nLocal + maxBatch = ${nSlot} slots is too many`);
+      const nSlot = options.nGlobal + options.nLocal;
+      if (nSlot > 2 ** 31 - 1) fail(`nGlobal + nLocal = ${nSlot} slots is too many`);
       let nArchive = 0;
       this.topK = { k: 0, insertAt: 0 };
       if (options.topK !== undefined) {
@@ -120,7 +123,8 @@ export class KvCache {
         nArchive = options.topK.maxArchive;
         this.topK = { k: options.topK.k, insertAt: options.topK.insertAt };
       }
-      this.size = { nSlot, nArchive, maxBatch: options.maxBatch };
+      // A chunk longer than the ring would write some ring slot twice.
+      this.size = { nSlot, nArchive, maxBatch: Math.min(options.maxBatch, options.nLocal) };
       this.mask = {
         lambda: true,
         origin: this.origin,
@@ -169,7 +173,7 @@ export class KvCache {
     const o = this.options;
     if (o.mode === 'vanilla') return o.maxContext - this.count;
     if (o.topK === undefined) return Infinity;
-    // Every token after the first nGlobal + R evicts one key into the archive.
+    // Every token after the first nSlot evicts one key into the archive.
     const ring = this.size.nSlot - o.nGlobal;
     const evictionFree = Math.max(0, o.nGlobal + ring - this.count);
     return evictionFree + (o.topK.maxArchive - this.archived);
@@ -202,9 +206,10 @@ export class KvCache {
   }
 
   /**
-   * The slot table for appending n tokens (1 <= n <= maxBatch). No side effects on the cache's
-   * state, but the plan's slotPositions array is reused by the next plan() (decoding allocates no
-   * slot table per token): use or commit a plan before making the next.
+   * The slot table for appending n tokens (1 <= n <= size.maxBatch). No side effects on the cache's
+   * state, but the plan's slotPositions array is reused by the next plan() and its
+   * attendedSlotPositions is the live table (decoding allocates no slot table per token): use or
+   * commit a plan before making the next.
    * Throws InvalidArgumentError when the tokens do not fit (vanilla: maxContext; top-k: maxArchive).
    */
   plan(n: number): KvCachePlan {
@@ -238,6 +243,7 @@ export class KvCache {
       slots,
       archiveCopies: Int32Array.from(copies),
       slotPositions,
+      attendedSlotPositions: this.slotPos,
       mask: { ...this.mask },
       topK: { ...this.topK },
       archiveUsed: archived,
@@ -265,7 +271,7 @@ export function evalBatch(plan: KvCachePlan, tokens: Int32Array, logits: NativeE
     positions: plan.positions,
     slots: plan.slots,
     archiveCopies: plan.archiveCopies,
-    slotPositions: plan.slotPositions,
+    slotPositions: plan.attendedSlotPositions,
     mask: plan.mask,
     topK: plan.topK,
     logits,

@@ -2,7 +2,7 @@
  * `lm-infinite ppl`: perplexity against position. The text is scored as one stream (BOS + its
  * tokens), in each attention mode in turn, and the NLL is reported per position bucket.
  *
- * Memory: Λ attention holds a fixed ring of K/V (nGlobal + nLocal + one chunk), whatever the length;
+ * Memory: Λ attention holds a fixed ring of K/V (nGlobal + nLocal slots), whatever the length;
  * vanilla allocates a slot per token up to --vanilla-max. The text is read and tokenized up front
  * (4 bytes per token); NLL is summed per bucket as chunks are scored, never kept per token.
  *

@@ -136,7 +136,7 @@ export interface NativeModelSpec {
 export type NativeDevice = 'cpu' | 'gpu';
 
 export interface NativeContextOptions {
-  /** Slots of the ring-buffer cache (nGlobal + nLocal + one chunk, or the vanilla maximum). */
+  /** Slots of the ring-buffer cache (nGlobal + nLocal, or the vanilla maximum). */
   nSlot: number;
   /** Extra archive slots for layers >= topKFromLayer (top-k middle attention); 0 when top-k is off. */
   nArchive: number;
@@ -155,13 +155,17 @@ export interface NativeContextOptions {
 export interface NativeEvalBatch {
   /** Token ids, n entries. */
   tokens: Int32Array;
-  /** Absolute position of each token. */
+  /** Absolute position of each token, increasing. */
   positions: BigInt64Array;
   /** Slot each token's K/V is written to (0 <= slot < nSlot). */
   slots: Int32Array;
   /** Copies [src0, dst0, src1, dst1, ...] of K/V from ring slots to archive slots (>= nSlot), done before writing. */
   archiveCopies: Int32Array;
-  /** Every slot's position after this batch is written (nSlot + nArchive entries; -1 empty). */
+  /**
+   * Every slot's position while this batch attends, before it is written (nSlot + nArchive entries;
+   * -1 empty; this batch's archive copies not yet counted), each older than positions[0]. The batch
+   * attends to these slots and to its own tokens; then its tokens are written into `slots`.
+   */
   slotPositions: BigInt64Array;
   mask: { lambda: boolean; origin: number; nGlobal: number; nLocal: number; limitDistance: number };
   topK: { k: number; insertAt: number };

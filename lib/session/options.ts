@@ -45,7 +45,10 @@ export interface SessionOptions {
   attention?: 'vanilla' | LambdaAttentionOptions;
   /** K/V storage. Default 'f16'. */
   kvType?: 'f16' | 'f32';
-  /** Tokens per native eval call during prefill and scoring. Default 512, at most MAX_BATCH. */
+  /**
+   * Tokens per native eval call during prefill and scoring. Default 512, at most MAX_BATCH; Λ
+   * attention uses at most nLocal (a chunk is attended, then written over the ring's oldest keys).
+   */
   chunkSize?: number;
   /** Vanilla only: slots, so the longest stream. Default the model's training length. */
   maxContext?: number;
@@ -131,7 +134,7 @@ export function resolveSessionOptions(options: SessionOptions | undefined, model
   const nGlobal = intOption(att.nGlobal, 'attention.nGlobal', 0, INT_MAX, 10);
   const nLocal = intOption(att.nLocal, 'attention.nLocal', 1, INT_MAX, model.contextLength);
   const limitDistance = intOption(att.limitDistance, 'attention.limitDistance', 0, INT_MAX, nLocal);
-  if (nGlobal + nLocal + chunkSize > INT_MAX) fail('attention.nGlobal + attention.nLocal + chunkSize is too large');
+  if (nGlobal + nLocal > INT_MAX) fail('attention.nGlobal + attention.nLocal is too large');
 
   let topK: { k: number; fromLayer: number; insertAt: number; maxArchive: number } | undefined;
   if (att.topK !== undefined) {
@@ -144,7 +147,7 @@ export function resolveSessionOptions(options: SessionOptions | undefined, model
       k: intOption(t.k, 'attention.topK.k', 1, INT_MAX, 5),
       fromLayer: intOption(t.fromLayer, 'attention.topK.fromLayer', 0, model.nLayer - 1, Math.min(4, model.nLayer - 1)),
       insertAt: intOption(t.insertAt, 'attention.topK.insertAt', 0, INT_MAX, Math.floor(nLocal / 2)),
-      maxArchive: intOption(t.maxArchive, 'attention.topK.maxArchive', 1, INT_MAX - (nGlobal + nLocal + chunkSize), 0),
+      maxArchive: intOption(t.maxArchive, 'attention.topK.maxArchive', 1, INT_MAX - (nGlobal + nLocal), 0),
     };
   }
   return {

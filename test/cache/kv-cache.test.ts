@@ -1,4 +1,8 @@
-/** The ring-buffer slot policy: every key the Λ rule lets a query of a chunk see is still in a slot. */
+/**
+ * The ring-buffer slot policy: every key the Λ rule lets a query of a chunk see is, while the chunk
+ * attends, in a slot or in the chunk itself (the engine attends a chunk before writing it), and the
+ * ring is nLocal slots.
+ */
 import { classify } from '../../lib/attention/rule';
 import { KvCache, type KvCacheOptions, type KvCachePlan } from '../../lib/cache';
 import { InvalidArgumentError } from '../../lib/errors';
@@ -6,6 +10,7 @@ import { Rng } from '../helpers/random';
 
 /** Applies a plan to a model of native memory (slot → position), checking the plan's own consistency. */
 function applyToMemory(memory: BigInt64Array, plan: KvCachePlan, nSlot: number): void {
+  expect(Array.from(plan.attendedSlotPositions)).toEqual(Array.from(memory)); // what the chunk attends: memory before it
   for (let c = 0; c < plan.archiveCopies.length; c += 2) {
     const src = plan.archiveCopies[c];
     const dst = plan.archiveCopies[c + 1];
@@ -25,14 +30,19 @@ function applyToMemory(memory: BigInt64Array, plan: KvCachePlan, nSlot: number):
   expect(Array.from(memory)).toEqual(Array.from(plan.slotPositions)); // slotPositions tells the truth
 }
 
-/** For every query of the chunk, every key classify() keeps is in exactly one slot. */
+/** For every query of the chunk, every key classify() keeps is in exactly one slot or in the chunk. */
 function checkCoverage(plan: KvCachePlan, topK: boolean): void {
-  const where = new Map<bigint, number>();
-  plan.slotPositions.forEach((p, s) => {
+  const where = new Map<bigint, string>();
+  plan.attendedSlotPositions.forEach((p, s) => {
     if (p < 0n) return;
     expect(where.has(p)).toBe(false); // no position twice
-    where.set(p, s);
+    expect(p < plan.positions[0]).toBe(true); // the engine requires slots older than the chunk
+    where.set(p, `slot ${s}`);
   });
+  for (const p of plan.positions) {
+    expect(where.has(p)).toBe(false);
+    where.set(p, 'chunk');
+  }
   for (let k = 0; k < plan.n; k++) {
     const i = Number(plan.positions[k]);
     for (let j = 0; j <= i; j++) {
@@ -60,14 +70,15 @@ function runStream(options: KvCacheOptions, chunks: number[]): KvCache {
 }
 
 describe('KvCache, Λ mode', () => {
-  test('layout: pinned globals, then a ring of nLocal + maxBatch slots', () => {
+  test('layout: pinned globals, then a ring of nLocal slots', () => {
     const cache = new KvCache({ mode: 'lambda', nGlobal: 2, nLocal: 4, limitDistance: 4, maxBatch: 3 });
-    expect(cache.size).toEqual({ nSlot: 9, nArchive: 0, maxBatch: 3 });
+    expect(cache.size).toEqual({ nSlot: 6, nArchive: 0, maxBatch: 3 });
     const slots = Array.from({ length: 20 }, (_, t) => cache.slotOf(t));
-    expect(slots).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 2, 3, 4, 5, 6, 7, 8, 2, 3, 4, 5]);
+    expect(slots).toEqual([0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 2, 3, 4, 5, 2, 3, 4, 5, 2, 3]);
     const p = cache.plan(3);
     expect(Array.from(p.slots)).toEqual([0, 1, 2]);
-    expect(Array.from(p.slotPositions)).toEqual([0n, 1n, 2n, -1n, -1n, -1n, -1n, -1n, -1n]);
+    expect(Array.from(p.slotPositions)).toEqual([0n, 1n, 2n, -1n, -1n, -1n]);
+    expect(Array.from(p.attendedSlotPositions)).toEqual([-1n, -1n, -1n, -1n, -1n, -1n]);
     expect(p.mask).toEqual({ lambda: true, origin: 0, nGlobal: 2, nLocal: 4, limitDistance: 4 });
     expect(p.topK).toEqual({ k: 0, insertAt: 0 });
     expect(p.archiveCopies.length).toBe(0);
@@ -75,12 +86,14 @@ describe('KvCache, Λ mode', () => {
 
   test('a hand-checked wrap-around', () => {
     const cache = new KvCache({ mode: 'lambda', nGlobal: 1, nLocal: 2, limitDistance: 2, maxBatch: 2 });
-    // nSlot = 1 + 2 + 2 = 5; ring slots 1..4
+    // nSlot = 1 + 2 = 3; ring slots 1..2
     for (const n of [2, 2, 1]) cache.commit(cache.plan(n));
-    const p = cache.plan(2); // tokens 5, 6 → slots 1, 2 (held 1, 2)
+    const p = cache.plan(2); // tokens 5, 6 → slots 1, 2 (held 3, 4)
     expect(Array.from(p.slots)).toEqual([1, 2]);
-    expect(Array.from(p.slotPositions)).toEqual([0n, 5n, 6n, 3n, 4n]);
-    // Query 5 sees 4, 5 locally and 0 globally; query 6 sees 5, 6 and 0: all there.
+    expect(Array.from(p.attendedSlotPositions)).toEqual([0n, 3n, 4n]);
+    expect(Array.from(p.slotPositions)).toEqual([0n, 5n, 6n]);
+    // Query 5 sees 4 (slot 2, overwritten by token 6 only after the chunk attended) and itself
+    // locally, 0 globally; query 6 sees 5 and itself (the chunk) and 0.
   });
 
   test('plan() has no side effects; commit() advances', () => {
@@ -107,8 +120,10 @@ describe('KvCache, Λ mode', () => {
         limitDistance: rng.int(0, nLocal * 2),
         maxBatch,
       };
-      const chunks = Array.from({ length: rng.int(1, 30) }, () => rng.int(1, maxBatch));
+      const chunks = Array.from({ length: rng.int(1, 30) }, () => rng.int(1, Math.min(maxBatch, nLocal)));
       const cache = runStream(options, chunks);
+      expect(cache.size.nSlot).toBe(options.nGlobal + nLocal);
+      expect(cache.size.maxBatch).toBe(Math.min(maxBatch, nLocal));
       expect(cache.tokenCount).toBe(chunks.reduce((a, b) => a + b, 0));
       expect(cache.remaining()).toBe(Infinity);
     }
@@ -118,15 +133,16 @@ describe('KvCache, Λ mode', () => {
 describe('KvCache, top-k archive', () => {
   test('evicted keys move to the archive, in order, with copy instructions', () => {
     const cache = new KvCache({ mode: 'lambda', nGlobal: 1, nLocal: 2, limitDistance: 2, maxBatch: 1, topK: { k: 2, insertAt: 1, maxArchive: 3 } });
-    expect(cache.size).toEqual({ nSlot: 4, nArchive: 3, maxBatch: 1 });
-    for (let t = 0; t < 4; t++) {
+    expect(cache.size).toEqual({ nSlot: 3, nArchive: 3, maxBatch: 1 });
+    for (let t = 0; t < 3; t++) {
       const p = cache.plan(1);
       expect(p.archiveCopies.length).toBe(0);
       cache.commit(p);
     }
-    const p = cache.plan(1); // token 4 → slot 1 (held 1) → archive slot 4
-    expect(Array.from(p.archiveCopies)).toEqual([1, 4]);
-    expect(Array.from(p.slotPositions)).toEqual([0n, 4n, 2n, 3n, 1n, -1n, -1n]);
+    const p = cache.plan(1); // token 3 → slot 1 (held 1) → archive slot 3
+    expect(Array.from(p.archiveCopies)).toEqual([1, 3]);
+    expect(Array.from(p.attendedSlotPositions)).toEqual([0n, 1n, 2n, -1n, -1n, -1n]);
+    expect(Array.from(p.slotPositions)).toEqual([0n, 3n, 2n, 1n, -1n, -1n]);
     expect(p.topK).toEqual({ k: 2, insertAt: 1 });
     cache.commit(p);
     expect(cache.archiveUsed).toBe(1);
@@ -154,7 +170,7 @@ describe('KvCache, top-k archive', () => {
     for (let trial = 0; trial < 60; trial++) {
       const nLocal = rng.int(1, 16);
       const maxBatch = rng.int(1, 8);
-      const chunks = Array.from({ length: rng.int(1, 20) }, () => rng.int(1, maxBatch));
+      const chunks = Array.from({ length: rng.int(1, 20) }, () => rng.int(1, Math.min(maxBatch, nLocal)));
       const total = chunks.reduce((a, b) => a + b, 0);
       const options: KvCacheOptions = {
         mode: 'lambda',
@@ -167,7 +183,7 @@ describe('KvCache, top-k archive', () => {
       const cache = runStream(options, chunks);
       const ring = cache.size.nSlot - (options as { nGlobal: number }).nGlobal;
       expect(cache.archiveUsed).toBe(Math.max(0, total - cache.size.nSlot));
-      expect(ring).toBe(nLocal + maxBatch);
+      expect(ring).toBe(nLocal);
     }
   });
 });
@@ -211,6 +227,13 @@ describe('KvCache option checks', () => {
   ])('%j', (options, message) => {
     expect(() => new KvCache(options as KvCacheOptions)).toThrow(InvalidArgumentError);
     expect(() => new KvCache(options as KvCacheOptions)).toThrow(message);
+  });
+
+  test('a chunk never exceeds the ring: maxBatch is capped at nLocal', () => {
+    const cache = new KvCache({ mode: 'lambda', nGlobal: 1, nLocal: 3, limitDistance: 3, maxBatch: 8 });
+    expect(cache.size).toEqual({ nSlot: 4, nArchive: 0, maxBatch: 3 });
+    expect(() => cache.plan(4)).toThrow(InvalidArgumentError);
+    expect(Array.from(cache.plan(3).slots)).toEqual([0, 1, 2]);
   });
 
   test('a batch larger than maxBatch is refused', () => {

@@ -36,7 +36,8 @@ interface StreamOptions {
 /** Every eval's logits (empty for 'none'), in order. */
 async function stream(model: NativeModel, o: StreamOptions, segmented: boolean): Promise<Float32Array[]> {
   const maxChunk = Math.max(...o.chunks);
-  const nSlot = o.vanilla ? o.total : o.nGlobal + o.nLocal + maxChunk;
+  // Λ: a ring of nLocal slots (chunks longer than that need as many, or they would write a slot twice).
+  const nSlot = o.vanilla ? o.total : o.nGlobal + Math.max(o.nLocal, maxChunk);
   const nArchive = o.topK ? o.total : 0;
   const ctx = model.createContext({
     nSlot,

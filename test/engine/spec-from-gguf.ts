@@ -100,9 +100,13 @@ export class SlotTable {
     return this.nGlobal + ((pos - this.nGlobal) % (this.nSlot - this.nGlobal));
   }
 
-  /** The batch for the next tokens of the stream. */
+  /**
+   * The batch for the next tokens of the stream. Its slotPositions are the table before the batch
+   * (what the batch attends, besides its own tokens); the table then records the batch's writes.
+   */
   batch(tokens: ArrayLike<number>, mask: Mask, logits: NativeEvalBatch['logits'], topK = { k: 0, insertAt: 0 }): NativeEvalBatch {
     const n = tokens.length;
+    const attended = this.slotPositions.slice();
     const positions = new BigInt64Array(n);
     const slots = new Int32Array(n);
     const copies: number[] = [];
@@ -125,7 +129,7 @@ export class SlotTable {
       positions,
       slots,
       archiveCopies: Int32Array.from(copies),
-      slotPositions: this.slotPositions.slice(),
+      slotPositions: attended,
       mask,
       topK,
       logits,

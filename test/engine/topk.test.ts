@@ -35,7 +35,7 @@ describe('Λ ring with top-k middle attention vs the reference forward pass', ()
   afterAll(() => model?.dispose());
 
   async function stream(nArchive: number, topK: { k: number; insertAt: number }): Promise<Float32Array[]> {
-    const nSlot = N_GLOBAL + N_LOCAL + CHUNK;
+    const nSlot = N_GLOBAL + N_LOCAL; // the ring holds the window and no more
     const ctx = model.createContext({ nSlot, nArchive, topKFromLayer: nArchive > 0 ? FROM_LAYER : 0, kvType: 'f32', maxBatch: CHUNK, threads: 1 });
     const mask: Mask = { lambda: true, origin: 0, nGlobal: N_GLOBAL, nLocal: N_LOCAL, limitDistance: N_LOCAL };
     const table = new SlotTable(nSlot, N_GLOBAL, nArchive);

@@ -104,7 +104,7 @@ test('evalMany logits equal separate evals (5 sequences, ~200 steps, wrap-around
 });
 
 test('evalMany keeps matching eval while more shapes pass than its graph cache holds (eviction, memory reuse)', async () => {
-  const o: KvCacheOptions = { mode: 'lambda', nGlobal: 4, nLocal: 32, limitDistance: 32, maxBatch: 64 };
+  const o: KvCacheOptions = { mode: 'lambda', nGlobal: 4, nLocal: 64, limitDistance: 32, maxBatch: 64 };
   const a = makeSeq(o, 'f32');
   const b = makeSeq(o, 'f32');
   let at = 0;

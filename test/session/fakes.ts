@@ -99,6 +99,23 @@ export class FakeContext implements NativeContext {
     if (n < 1 || n > this.options.maxBatch) fail(`batch of ${n} tokens, maxBatch ${this.options.maxBatch}`);
     if (batch.positions.length !== n || batch.slots.length !== n) fail('positions/slots length');
     if (batch.slotPositions.length !== nAll) fail(`slotPositions has ${batch.slotPositions.length} entries, expected ${nAll}`);
+    // The batch attends the slots as they are before it (which it must describe exactly) and its own tokens.
+    for (let s = 0; s < nAll; s++) if (this.pos[s] !== batch.slotPositions[s]) fail(`slot ${s} holds position ${this.pos[s]}, batch says ${batch.slotPositions[s]}`);
+    for (let k = 0; k < n; k++) {
+      if (k > 0 && batch.positions[k] <= batch.positions[k - 1]) fail('positions do not increase');
+      for (let s = 0; s < nAll; s++) if (this.pos[s] >= batch.positions[k]) fail(`slot ${s} holds position ${this.pos[s]}, not older than the batch`);
+    }
+    const V = this.model.hparams.nVocab;
+    const rows = batch.logits === 'all' ? n : batch.logits === 'last' ? 1 : 0;
+    if (batch.out !== undefined && batch.out.length !== rows * V) fail(`out has ${batch.out.length} elements, expected ${rows * V}`);
+    const out = batch.out ?? new Float32Array(rows * V);
+    const keyTokens = Int32Array.from([...this.tokens, ...batch.tokens]);
+    const keyPositions = BigInt64Array.from([...this.pos, ...batch.positions]);
+    for (let r = 0; r < rows; r++) {
+      const k = batch.logits === 'all' ? r : n - 1;
+      out.set(this.model.logitsFor(Number(batch.positions[k]), batch.tokens[k], keyTokens, keyPositions, batch), r * V);
+    }
+
     for (let c = 0; c < batch.archiveCopies.length; c += 2) {
       const [src, dst] = [batch.archiveCopies[c], batch.archiveCopies[c + 1]];
       if (src < 0 || src >= this.options.nSlot || dst < this.options.nSlot || dst >= nAll) fail(`bad archive copy ${src} → ${dst}`);
@@ -108,18 +125,9 @@ export class FakeContext implements NativeContext {
     for (let k = 0; k < n; k++) {
       const s = batch.slots[k];
       if (s < 0 || s >= this.options.nSlot) fail(`slot ${s} out of range`);
+      if (batch.slots.indexOf(s) !== k) fail(`slot ${s} written twice in one batch`);
       this.tokens[s] = batch.tokens[k];
       this.pos[s] = batch.positions[k];
-    }
-    for (let s = 0; s < nAll; s++) if (this.pos[s] !== batch.slotPositions[s]) fail(`slot ${s} holds position ${this.pos[s]}, batch says ${batch.slotPositions[s]}`);
-
-    const V = this.model.hparams.nVocab;
-    const rows = batch.logits === 'all' ? n : batch.logits === 'last' ? 1 : 0;
-    if (batch.out !== undefined && batch.out.length !== rows * V) fail(`out has ${batch.out.length} elements, expected ${rows * V}`);
-    const out = batch.out ?? new Float32Array(rows * V);
-    for (let r = 0; r < rows; r++) {
-      const k = batch.logits === 'all' ? r : n - 1;
-      out.set(this.model.logitsFor(Number(batch.positions[k]), batch.tokens[k], this.tokens, this.pos, batch), r * V);
     }
     return out;
   }

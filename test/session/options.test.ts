@@ -9,13 +9,14 @@ describe('session options', () => {
     const s = model.createSession();
     expect(s.options.attention).toEqual({ nGlobal: 10, nLocal: 64, limitDistance: 64 });
     expect(s.options).toMatchObject({ kvType: 'f16', chunkSize: 512, threads: 1, topKFromLayer: 5 });
-    expect(native.contexts[0].options).toEqual({ nSlot: 10 + 64 + 512, nArchive: 0, topKFromLayer: 5, kvType: 'f16', maxBatch: 512, threads: 1 });
+    // K/V for nGlobal + nLocal slots; a chunk is at most nLocal tokens (it overwrites the ring's oldest).
+    expect(native.contexts[0].options).toEqual({ nSlot: 10 + 64, nArchive: 0, topKFromLayer: 5, kvType: 'f16', maxBatch: 64, threads: 1 });
     const v = model.createSession({ attention: 'vanilla', chunkSize: 100 });
     expect(native.contexts[1].options).toMatchObject({ nSlot: 64, nArchive: 0, maxBatch: 64 });
     expect(v.options.maxContext).toBe(64);
     const t = model.createSession({ attention: { nLocal: 9, topK: { maxArchive: 100 } }, threads: 3, kvType: 'f32' });
     expect(t.options.attention).toEqual({ nGlobal: 10, nLocal: 9, limitDistance: 9, topK: { k: 5, fromLayer: 4, insertAt: 4, maxArchive: 100 } });
-    expect(native.contexts[2].options).toEqual({ nSlot: 10 + 9 + 512, nArchive: 100, topKFromLayer: 4, kvType: 'f32', maxBatch: 512, threads: 3 });
+    expect(native.contexts[2].options).toEqual({ nSlot: 10 + 9, nArchive: 100, topKFromLayer: 4, kvType: 'f32', maxBatch: 9, threads: 3 });
   });
 
   test.each([

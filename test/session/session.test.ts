@@ -120,7 +120,7 @@ describe('a long Λ stream', () => {
     const r = await s.score(ids);
     expect(r.nll.every(Number.isFinite)).toBe(true);
     expect(s.kvBytes).toBe(bytes);
-    expect(native.contexts[0].options.nSlot).toBe(3 + 16 + 8);
+    expect(native.contexts[0].options.nSlot).toBe(3 + 16); // nGlobal + nLocal, no more
     const out = await collect(s.generate({ maxTokens: 50, temperature: 0.7, seed: 3 }));
     expect(out.tokens.length).toBe(50);
     expect(s.kvBytes).toBe(bytes);
@@ -131,9 +131,9 @@ describe('a long Λ stream', () => {
     const { model, native } = fakeModel();
     const s = model.createSession({ attention: { nLocal: 8, nGlobal: 2, topK: { k: 2, maxArchive: 20 } }, chunkSize: 4 });
     expect(s.options.attention).toEqual({ nGlobal: 2, nLocal: 8, limitDistance: 8, topK: { k: 2, fromLayer: 4, insertAt: 4, maxArchive: 20 } });
-    expect(native.contexts[0].options).toMatchObject({ nSlot: 14, nArchive: 20, topKFromLayer: 4 });
-    await s.append(Array.from({ length: 30 }, () => 270));
-    expect(s.archiveUsed).toBe(16);
+    expect(native.contexts[0].options).toMatchObject({ nSlot: 10, nArchive: 20, topKFromLayer: 4 });
+    await s.append(Array.from({ length: 26 }, () => 270));
+    expect(s.archiveUsed).toBe(16); // every token past nGlobal + nLocal = 10 evicts one key
     await expect(s.append(Array.from({ length: 5 }, () => 270))).rejects.toThrow(/maxArchive/);
     await s.append(Array.from({ length: 4 }, () => 270));
     expect(s.archiveUsed).toBe(20);

@@ -212,6 +212,8 @@ void Context::stage(const Batch& b) {
     const int64_t pos = b.positions[i];
     if (pos < 0 || pos > kMaxPosition)
       invalid("positions[" + std::to_string(i) + "] = " + std::to_string(pos) + " is outside [0, 2^53]");
+    if (i > 0 && pos <= b.positions[i - 1])
+      invalid("positions[" + std::to_string(i) + "] = " + std::to_string(pos) + " does not increase");
     const int32_t slot = b.slots[i];
     if (slot < 0 || slot >= o.nSlot)
       invalid("slots[" + std::to_string(i) + "] = " + std::to_string(slot) + " is outside [0, nSlot = " +
@@ -219,10 +221,14 @@ void Context::stage(const Batch& b) {
     if (c.slotStamp[slot] == c.stampEpoch)
       invalid("slot " + std::to_string(slot) + " appears twice in one batch");
     c.slotStamp[slot] = c.stampEpoch;
-    if (b.slotPositions[slot] != pos)
-      invalid("slotPositions[" + std::to_string(slot) + "] = " + std::to_string(b.slotPositions[slot]) +
-              ", but token " + std::to_string(i) + " written there has position " + std::to_string(pos));
   }
+  // The batch appends to the stream: every slot holds an older position (the batch's own keys
+  // come from the batch, not from the slots it overwrites).
+  for (int64_t s = 0; s < b.nSlotPositions; s++)
+    if (b.slotPositions[s] >= b.positions[0])
+      invalid("slotPositions[" + std::to_string(s) + "] = " + std::to_string(b.slotPositions[s]) +
+              ": slots hold the positions before the batch, all older than its first position " +
+              std::to_string(b.positions[0]));
   if (b.nArchiveCopies < 0 || (b.nArchiveCopies > 0 && b.archiveCopies == nullptr))
     invalid("archiveCopies malformed");
   if (b.nArchiveCopies > 0 && o.nArchive == 0) invalid("archiveCopies given, but the context has no archive");
@@ -314,6 +320,8 @@ void Context::run(float* logits) {
     p.q = static_cast<const float*>(node->src[0]->data);
     p.k = c.target.kCache[il]->data;
     p.v = c.target.vCache[il]->data;
+    p.kNew = node->src[3]->data;  // the batch's own rows (GraphBuilder::attention)
+    p.vNew = node->src[4]->data;
     p.kvType = o.kvType;
     p.kSlotStride = 0;
     p.vSlotStride = 0;

@@ -88,6 +88,8 @@ struct Context::Impl {
   attn::TopKMiddle topK;
   LogitsMode mode = LogitsMode::Last;
   std::vector<uint32_t> slotStamp;  // duplicate-slot detection without clearing per batch
+  // MultiEval: the batch's K/V rows of the layer being computed, in the K/V type ([n][Hkv]).
+  std::vector<uint8_t> kNewRows, vNewRows;
   uint32_t stampEpoch = 0;
 
   std::atomic<bool> opFailed{false};

@@ -68,27 +68,56 @@ ggml_tensor* GraphBuilder::linear(ggml_tensor* x, ggml_tensor* w, ggml_tensor* b
 
 ggml_tensor* GraphBuilder::attention(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, ggml_tensor** residual) {
   const int64_t hd = hp.headDim;
-  // Cache rows are slots: K_l [Hkv, nSlotL]; set_rows converts f32 -> the cache type (f16 by
-  // default) and returns a view of the cache, which the kernel op takes as its source so it runs
-  // after the writes. Keys are stored un-rotated; the kernel rotates by relative distance.
-  ggml_tensor* kWritten = named(ggml_set_rows(ctx, target_.kCache[il], k, inpSlots), "k_write", il);
-  ggml_tensor* vWritten = named(ggml_set_rows(ctx, target_.vCache[il], v, inpSlots), "v_write", il);
-  // The writes are needed even where the attention output is not (logits 'none', last layer).
-  ggml_build_forward_expand(gf, kWritten);
-  ggml_build_forward_expand(gf, vWritten);
-  if (target_.boundary != nullptr) return segmentBoundary(il, q, residual);
-
+  if (target_.boundary != nullptr) return segmentBoundary(il, q, k, v, residual);
   // The kernel reads q as [n][nHead][headDim] contiguous.
   if (!ggml_is_contiguous(q)) q = named(ggml_cont(ctx, q), "q_cont", il);
-  ggml_tensor* args[3] = {q, kWritten, vWritten};
-  ggml_tensor* out = ggml_custom_4d(ctx, GGML_TYPE_F32, hd, hp.nHead, n, 1, args, 3, target_.attentionFn,
+  ggml_tensor* kCache = target_.kCache[il];
+  ggml_tensor* vCache = target_.vCache[il];
+  if (target_.staging) {
+    // The op reads the batch's rows from the staging tensors: set_rows' views, so it runs after them.
+    ggml_tensor* args[3] = {q, named(ggml_set_rows(ctx, kCache, k, inpSlots), "k_stage", il),
+                            named(ggml_set_rows(ctx, vCache, v, inpSlots), "v_stage", il)};
+    ggml_tensor* out = ggml_custom_4d(ctx, GGML_TYPE_F32, hd, hp.nHead, n, 1, args, 3, target_.attentionFn,
+                                      GGML_N_TASKS_MAX, target_.attentionUserdata[il]);
+    attnNodes[il] = named(out, "kqv_lambda", il);
+    return named(ggml_reshape_2d(ctx, out, hd * hp.nHead, n), "kqv_out", il);
+  }
+  // Cache rows are slots: K_l [Hkv, nSlotL], keys un-rotated (the kernel rotates by relative
+  // distance). The batch's rows in the cache's type, contiguous: the kernel's kNew/vNew.
+  ggml_tensor* kNew = named(ggml_cast(ctx, k, kCache->type), "k_new", il);
+  ggml_tensor* vNew = named(ggml_cast(ctx, v, vCache->type), "v_new", il);
+  ggml_tensor* args[5] = {q, kCache, vCache, kNew, vNew};
+  ggml_tensor* out = ggml_custom_4d(ctx, GGML_TYPE_F32, hd, hp.nHead, n, 1, args, 5, target_.attentionFn,
                                     GGML_N_TASKS_MAX, target_.attentionUserdata[il]);
-  attnNodes[il] = named(out, "kqv_lambda", il);                 // [headDim, nHead, n]
+  attnNodes[il] = named(out, "kqv_lambda", il);  // [headDim, nHead, n]
+  // Nodes run in the order they enter the graph, and the writes overwrite slots the kernel reads:
+  // the kernel goes in first. Logits 'none' needs no attention output from the last layer, only
+  // its writes.
+  if (!(mode == LogitsMode::None && il == hp.nLayer - 1)) ggml_build_forward_expand(gf, out);
+  writeCache(il, kNew, vNew);
   return named(ggml_reshape_2d(ctx, out, hd * hp.nHead, n), "kqv_out", il);  // [Hq, n]
 }
 
-ggml_tensor* GraphBuilder::segmentBoundary(int il, ggml_tensor* q, ggml_tensor** residual) {
+void GraphBuilder::writeCache(int il, ggml_tensor* kRows, ggml_tensor* vRows) {
+  // set_rows takes f32 rows and converts them to the cache's type; rows already in that type
+  // round-trip exactly, so the cache holds what the kernel attended.
+  ggml_tensor* cache[2] = {target_.kCache[il], target_.vCache[il]};
+  ggml_tensor* rows[2] = {kRows, vRows};
+  const char* names[2] = {"k_write", "v_write"};
+  for (int i = 0; i < 2; i++) {
+    ggml_tensor* src = rows[i]->type == GGML_TYPE_F32 ? rows[i] : ggml_cast(ctx, rows[i], GGML_TYPE_F32);
+    ggml_build_forward_expand(gf, named(ggml_set_rows(ctx, cache[i], src, inpSlots), names[i], il));
+  }
+}
+
+ggml_tensor* GraphBuilder::segmentBoundary(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
+                                           ggml_tensor** residual) {
   const SegmentBoundary& bd = *target_.boundary;
+  // The batch's K/V rows, converted to the cache's type, for the kernel and the next graph's writes.
+  ggml_tensor* kNew = boundaryView(ctx, bd.kNew, n);
+  ggml_tensor* vNew = boundaryView(ctx, bd.vNew, n);
+  ggml_build_forward_expand(gf, named(ggml_cpy(ctx, k, kNew), "k_new", il));
+  ggml_build_forward_expand(gf, named(ggml_cpy(ctx, v, vNew), "v_new", il));
   // Logits 'none': nothing reads the last layer's attention output, only its K/V writes count.
   if (!(mode == LogitsMode::None && il == hp.nLayer - 1)) {
     // q [Hq, n] (maybe a strided view of a fused projection) -> the boundary, contiguous rows:
@@ -100,7 +129,9 @@ ggml_tensor* GraphBuilder::segmentBoundary(int il, ggml_tensor* q, ggml_tensor**
   }
   segments.push_back(gf);
   gf = ggml_new_graph_custom(ctx, target_.segmentNodes, false);
-  // The next graph starts from leaves over the boundary: x, and the kernel's output.
+  // The next graph starts by writing the rows the kernel attended into the cache, then goes on
+  // from leaves over the boundary: x, and the kernel's output.
+  writeCache(il, named(boundaryView(ctx, bd.kNew, n), "k_new_in", il), named(boundaryView(ctx, bd.vNew, n), "v_new_in", il));
   xLeaf_ = named(boundaryView(ctx, bd.x, n), "x_in", il);
   *residual = xLeaf_;
   return named(boundaryView(ctx, bd.attn, n), "kqv_out", il);  // [Hq, n]

@@ -21,6 +21,8 @@ struct SegmentBoundary {
   ggml_tensor* x = nullptr;      // F32 [E, maxBatch]: the residual stream (the embeddings before layer 0)
   ggml_tensor* q = nullptr;      // F32 [Hq, maxBatch]: the layer's queries, for the kernel
   ggml_tensor* attn = nullptr;   // F32 [Hq, maxBatch]: the kernel's output
+  ggml_tensor* kNew = nullptr;   // cache type [Hkv, maxBatch]: the layer's new K rows, written into the
+  ggml_tensor* vNew = nullptr;   // cache by the next graph, once the kernel has attended them (kNew, vNew)
 };
 
 // What a context provides to the builder: its K/V cache tensors and the attention custom op,
@@ -32,6 +34,9 @@ struct GraphTarget {
   std::vector<void*> attentionUserdata;  // per layer
   const SegmentBoundary* boundary = nullptr;  // set: segmented build
   size_t segmentNodes = 0;                    // segmented: node budget of each segment's graph
+  // MultiEval: kCache/vCache are f32 staging [Hkv, n] that the op itself reads the batch's rows
+  // from (and writes into each sequence's cache): set_rows fills them before the op.
+  bool staging = false;
 };
 
 class GraphBuilder {
@@ -67,12 +72,16 @@ class GraphBuilder {
   ggml_tensor* norm(ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, const char* name, int il);
   // w^T x (+ b)                                              [out, m]
   ggml_tensor* linear(ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, const char* name, int il);
-  // Writes k and v ([Hkv, n], rows may be strided views) into the layer's cache rows at the
-  // batch's slots, then attends q ([Hq, n], un-rotated) over every slot with the Λ kernel.
-  // The kernel op depends on the writes. Returns [Hq, n].
-  // Segmented: ends the current graph there (q and *residual, the residual stream [E, n], go to
-  // the boundary), starts the next one, and replaces *residual by its boundary view; the returned
-  // [Hq, n] is the boundary's kernel output, which the executor fills between the two graphs.
+  // Attends q ([Hq, n], un-rotated) with the Λ kernel over the layer's cache slots and the batch's
+  // own k and v ([Hkv, n], rows may be strided views; converted to the cache type and passed as
+  // the kernel's kNew/vNew), then writes k and v into the cache at the batch's slots. Attending
+  // before writing lets a batch overwrite ring slots its earlier tokens still see, so a Λ ring
+  // needs no room beyond the window. Returns [Hq, n].
+  // Segmented: ends the current graph there (q, the converted k and v, and *residual, the residual
+  // stream [E, n], go to the boundary), starts the next one with the cache writes, and replaces
+  // *residual by its boundary view; the returned [Hq, n] is the boundary's kernel output, which
+  // the executor fills between the two graphs.
+  // Staging (MultiEval): k and v go to the staging rows first, and the op takes those.
   ggml_tensor* attention(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, ggml_tensor** residual);
   // down(silu(gate x) * up x)                                 [E, m]
   ggml_tensor* ffnSwiGLU(ggml_tensor* x, const LayerWeights& w, int il);
@@ -90,7 +99,9 @@ class GraphBuilder {
 
  private:
   // Segmented: ends the current graph at layer il's attention and starts the next (attention()).
-  ggml_tensor* segmentBoundary(int il, ggml_tensor* q, ggml_tensor** residual);
+  ggml_tensor* segmentBoundary(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, ggml_tensor** residual);
+  // Writes rows ([Hkv, n], the cache's type) into layer il's cache at the batch's slots.
+  void writeCache(int il, ggml_tensor* kRows, ggml_tensor* vRows);
 
   const GraphTarget& target_;
   bool rmsNorm_;

@@ -1,14 +1,16 @@
 // Several contexts' staged batches as one forward pass (continuous batching across sessions).
 //
-// The architecture builders (graph.h) write each layer's new K/V rows with set_rows into the
-// GraphTarget's cache tensors and hand those to the attention op. Here every layer's "cache" is
-// one f32 staging tensor [Hkv, capacity] and the batch's slots are 0..n-1, so set_rows lands the
-// concatenated K/V rows of all sequences in staging. The multi attention op then
-//   1. scatters each token's K and V row into its own context's cache at its slot (converting to
-//      that context's K/V type), split over the op's threads,
-//   2. waits for every thread (the kernel of one sequence reads rows another thread wrote),
+// The architecture builders (graph.h, GraphTarget::staging) write each layer's new K/V rows with
+// set_rows into one f32 staging tensor [Hkv, capacity] per layer (the batch's slots are 0..n-1), so
+// the concatenated K/V rows of all sequences land in staging, and hand it to the attention op,
+// which then, split over its threads:
+//   1. converts each token's K and V row into its own context's new rows (Context::Impl::kNewRows,
+//      in that context's K/V type),
+//   2. waits for every thread (the kernel of one sequence reads rows another thread converted),
 //   3. runs the Λ kernel once per sequence, q and out being that sequence's rows, against the
-//      context's K/V, slot positions, mask and top-k settings.
+//      context's K/V, slot positions, mask and top-k settings, and its new rows (kNew, vNew),
+//   4. waits again (a kernel may still read a slot the next step overwrites),
+//   5. writes each token's new rows into its context's cache at its slot.
 // Nothing in the graph depends on which contexts take part or how the tokens split between them,
 // so graphs are cached by (total tokens, logits mode) alone.
 #include <algorithm>
@@ -127,34 +129,36 @@ struct MultiEval::Impl {
 
 namespace {
 
-// Scatter, barrier, Λ kernel per sequence (see the top of the file). Called on each of nth threads.
+// The steps at the top of the file. Called on each of nth threads.
 void multiAttentionOp(ggml_tensor* dst, int ith, int nth, void* userdata) {
   auto* op = static_cast<MultiLayerOp*>(userdata);
   MultiEval::Impl& m = *op->owner;
   const int il = op->layer;
+  const int64_t rowLen = m.model->hp.nHeadKV * m.model->hp.headDim;
+  // Token t's sequence, its index in that sequence's batch, and the size of one K/V row there.
+  auto locate = [&](int64_t t, Context::Impl** c, int64_t* i, size_t* rowBytes) {
+    const int32_t s = m.seqOf[static_cast<size_t>(t)];
+    *c = m.seqs[static_cast<size_t>(s)];
+    *i = t - m.start[static_cast<size_t>(s)];
+    *rowBytes = ggml_row_size((*c)->target.kCache[static_cast<size_t>(il)]->type, rowLen);
+  };
   try {
-    const ggml_tensor* kStaged = dst->src[1];  // set_rows' view of the staging tensors
-    const ggml_tensor* vStaged = dst->src[2];
-    const int64_t rowLen = m.model->hp.nHeadKV * m.model->hp.headDim;
+    const ggml_tensor* staged[2] = {dst->src[1], dst->src[2]};  // set_rows' views of the staging tensors
     for (int64_t t = ith; t < m.nTotal; t += nth) {
-      const Context::Impl& c = *m.seqs[static_cast<size_t>(m.seqOf[t])];
-      const int64_t slot = c.slotIndex[static_cast<size_t>(t - m.start[static_cast<size_t>(m.seqOf[t])])];
-      const auto* kSrc = reinterpret_cast<const float*>(static_cast<const uint8_t*>(kStaged->data) + t * kStaged->nb[1]);
-      const auto* vSrc = reinterpret_cast<const float*>(static_cast<const uint8_t*>(vStaged->data) + t * vStaged->nb[1]);
-      ggml_tensor* kDst = c.target.kCache[static_cast<size_t>(il)];
-      ggml_tensor* vDst = c.target.vCache[static_cast<size_t>(il)];
-      void* kRow = static_cast<uint8_t*>(kDst->data) + slot * kDst->nb[1];
-      void* vRow = static_cast<uint8_t*>(vDst->data) + slot * vDst->nb[1];
-      if (kDst->type == GGML_TYPE_F16) {
-        ggml_fp32_to_fp16_row(kSrc, static_cast<ggml_fp16_t*>(kRow), rowLen);
-        ggml_fp32_to_fp16_row(vSrc, static_cast<ggml_fp16_t*>(vRow), rowLen);
-      } else {
-        std::memcpy(kRow, kSrc, sizeof(float) * static_cast<size_t>(rowLen));
-        std::memcpy(vRow, vSrc, sizeof(float) * static_cast<size_t>(rowLen));
+      Context::Impl* c;
+      int64_t i;
+      size_t rowBytes;
+      locate(t, &c, &i, &rowBytes);
+      std::vector<uint8_t>* rows[2] = {&c->kNewRows, &c->vNewRows};
+      for (int kv = 0; kv < 2; kv++) {
+        const auto* src = reinterpret_cast<const float*>(static_cast<const uint8_t*>(staged[kv]->data) + t * staged[kv]->nb[1]);
+        uint8_t* to = rows[kv]->data() + static_cast<size_t>(i) * rowBytes;
+        if (c->opt.kvType == attn::KVType::F16) ggml_fp32_to_fp16_row(src, reinterpret_cast<ggml_fp16_t*>(to), rowLen);
+        else std::memcpy(to, src, rowBytes);
       }
     }
   } catch (const std::exception& e) {
-    m.fail(std::string("K/V scatter failed in layer ") + std::to_string(il) + ": " + e.what());
+    m.fail(std::string("K/V conversion failed in layer ") + std::to_string(il) + ": " + e.what());
   }
   m.barrier.wait(nth);  // every thread reaches it, failed or not
   try {
@@ -163,6 +167,19 @@ void multiAttentionOp(ggml_tensor* dst, int ith, int nth, void* userdata) {
     m.fail(std::string("attention kernel failed in layer ") + std::to_string(il) + ": " + e.what());
   } catch (...) {
     m.fail("attention kernel failed in layer " + std::to_string(il));
+  }
+  m.barrier.wait(nth);
+  for (int64_t t = ith; t < m.nTotal; t += nth) {
+    Context::Impl* c;
+    int64_t i;
+    size_t rowBytes;
+    locate(t, &c, &i, &rowBytes);
+    const int64_t slot = c->slotIndex[static_cast<size_t>(i)];
+    ggml_tensor* cache[2] = {c->target.kCache[static_cast<size_t>(il)], c->target.vCache[static_cast<size_t>(il)]};
+    const std::vector<uint8_t>* rows[2] = {&c->kNewRows, &c->vNewRows};
+    for (int kv = 0; kv < 2; kv++)
+      std::memcpy(static_cast<uint8_t*>(cache[kv]->data) + slot * cache[kv]->nb[1],
+                  rows[kv]->data() + static_cast<size_t>(i) * rowBytes, rowBytes);
   }
 }
 
@@ -193,6 +210,7 @@ void MultiEval::Impl::ensureCapacity(int64_t n) {
   const size_t nLayer = static_cast<size_t>(model->hp.nLayer);
   target.kCache.assign(nLayer, kStage);
   target.vCache.assign(nLayer, vStage);
+  target.staging = true;
 }
 
 CachedGraph& MultiEval::Impl::graphFor(int64_t n, LogitsMode mode) {
@@ -296,10 +314,16 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
   m.tokens.resize(static_cast<size_t>(total));
   m.rows.resize(static_cast<size_t>(total));
   int64_t at = 0;
+  const int64_t rowLen = hp.nHeadKV * hp.headDim;
   for (size_t s = 0; s < contexts.size(); s++) {
     Context::Impl& c = *contexts[s]->impl_;
     m.seqs.push_back(&c);
     m.start.push_back(at);
+    const size_t rowsBytes = static_cast<size_t>(c.n) * ggml_row_size(c.target.kCache[0]->type, rowLen);
+    if (c.kNewRows.size() < rowsBytes) {
+      c.kNewRows.resize(rowsBytes);
+      c.vNewRows.resize(rowsBytes);
+    }
     for (int64_t i = 0; i < c.n; i++) {
       m.seqOf[static_cast<size_t>(at + i)] = static_cast<int32_t>(s);
       m.tokens[static_cast<size_t>(at + i)] = c.tokens[static_cast<size_t>(i)];
@@ -348,6 +372,8 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
       p.q = qBase + m.start[s] * hq;
       p.k = c.target.kCache[static_cast<size_t>(il)]->data;
       p.v = c.target.vCache[static_cast<size_t>(il)]->data;
+      p.kNew = c.kNewRows.data();
+      p.vNew = c.vNewRows.data();
       p.kvType = c.opt.kvType;
       p.slotPos = c.slotPos.data();
       p.qPos = c.qPos.data();

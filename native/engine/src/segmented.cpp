@@ -28,7 +28,7 @@ struct SegmentedExecutor::Graph {
   LogitsMode mode = LogitsMode::Last;
   ggml_context* ctx = nullptr;         // every segment's tensor metadata and graphs
   std::vector<ggml_cgraph*> segments;  // [nLayer]: segments[l] ends at layer l's attention input
-  ggml_cgraph* tail = nullptr;         // from the last attention to the logits; empty for 'none'
+  ggml_cgraph* tail = nullptr;         // the last layer's K/V writes, then (unless 'none') on to the logits
   ggml_tensor* logits = nullptr;
   uint64_t lastUse = 0;
 
@@ -45,7 +45,7 @@ SegmentedExecutor::SegmentedExecutor(Context::Impl& c) : c_(c), gpu_(c.model->de
   const int64_t maxBatch = c.opt.maxBatch;
   if (c.model->tokEmbdHost == nullptr) native("internal: the model has no host copy of token_embd");
   ggml_init_params params{};
-  params.mem_size = ggml_tensor_overhead() * 8;
+  params.mem_size = ggml_tensor_overhead() * 10;
   params.no_alloc = true;
   boundaryCtx_ = ggml_init(params);
   if (boundaryCtx_ == nullptr) native("cannot create the ggml context for the segment boundaries");
@@ -54,7 +54,12 @@ SegmentedExecutor::SegmentedExecutor(Context::Impl& c) : c_(c), gpu_(c.model->de
   boundary_.x = ggml_new_tensor_2d(boundaryCtx_, GGML_TYPE_F32, hp.nEmbd, maxBatch);
   boundary_.q = ggml_new_tensor_2d(boundaryCtx_, GGML_TYPE_F32, hq, maxBatch);
   boundary_.attn = ggml_new_tensor_2d(boundaryCtx_, GGML_TYPE_F32, hq, maxBatch);
+  const ggml_type kvType = c.target.kCache[0]->type;
+  boundary_.kNew = ggml_new_tensor_2d(boundaryCtx_, kvType, hp.nHeadKV * hp.headDim, maxBatch);
+  boundary_.vNew = ggml_new_tensor_2d(boundaryCtx_, kvType, hp.nHeadKV * hp.headDim, maxBatch);
   ggml_set_name(boundary_.slots, "boundary_slots");
+  ggml_set_name(boundary_.kNew, "boundary_k_new");
+  ggml_set_name(boundary_.vNew, "boundary_v_new");
   ggml_set_name(boundary_.x, "boundary_x");
   ggml_set_name(boundary_.q, "boundary_q");
   ggml_set_name(boundary_.attn, "boundary_attn");
@@ -222,6 +227,8 @@ attn::Problem SegmentedExecutor::problem(int il) const {
   p.q = static_cast<const float*>(boundary_.q->data);
   p.k = c_.target.kCache[il]->data;
   p.v = c_.target.vCache[il]->data;
+  p.kNew = boundary_.kNew->data;
+  p.vNew = boundary_.vNew->data;
   p.kvType = o.kvType;
   p.slotPos = gpu_ ? static_cast<const int64_t*>(slotPosDev_->data) : c_.slotPos.data();
   p.qPos = gpu_ ? static_cast<const int64_t*>(qPosDev_->data) : c_.qPos.data();
@@ -270,11 +277,11 @@ void SegmentedExecutor::run(float* logits) {
   // 4. Inputs: slots, embeddings (and positions on a GPU).
   uploadInputs();
 
-  // 5. Segments, with the layer's Λ kernel after each (skipped when nothing reads its output).
-  const bool tailEmpty = ggml_graph_n_nodes(g->tail) == 0;
+  // 5. Segments, with the layer's Λ kernel after each (skipped for the last layer when nothing
+  //    reads its output: logits 'none'; the tail still writes its K/V).
   for (int il = 0; il < nLayer; il++) {
     compute(g->segments[il]);
-    if (il == nLayer - 1 && tailEmpty) break;
+    if (il == nLayer - 1 && c_.mode == LogitsMode::None) break;
     try {
       if (gpu_) kernelRun(problems_[il]);
       else attn::run(problems_[il], attn::RunOptions{c_.opt.threads, false});
@@ -284,7 +291,7 @@ void SegmentedExecutor::run(float* logits) {
       native("attention kernel failed in layer " + std::to_string(il) + ": " + e.what());
     }
   }
-  if (!tailEmpty) compute(g->tail);
+  compute(g->tail);
 
   // 6. Logits.
   if (g->logits != nullptr && logits != nullptr) ggml_backend_tensor_get(g->logits, logits, 0, ggml_nbytes(g->logits));

@@ -7,11 +7,12 @@
 //   segment l      layer l-1's output projection, residual and feed-forward -> layer l up to its
 //                  attention input
 //   segment nLayer the last layer's tail -> final norm and classifier (logits)
-// Each segment writes its layer's K/V rows into the cache (set_rows) and copies q and the
-// residual stream into small persistent "boundary" tensors (SegmentBoundary, sized for maxBatch,
-// on the context's device). Between segment l and l + 1 the executor calls the Λ kernel directly
-// on the tensors' data: q and the layer's K/V cache -> the boundary's attention output, which
-// segment l + 1 starts from (as a leaf, with the residual stream). Nothing crosses a boundary
+// Each segment copies its layer's new K/V rows (in the cache's type), q and the residual stream
+// into small persistent "boundary" tensors (SegmentBoundary, sized for maxBatch, on the context's
+// device). Between segment l and l + 1 the executor calls the Λ kernel directly on the tensors'
+// data: q, the layer's K/V cache and the new rows -> the boundary's attention output. Segment
+// l + 1 first writes the new rows into the cache (set_rows: attended before written, see
+// GraphBuilder::attention), then starts from the attention output and the residual stream (leaves). Nothing crosses a boundary
 // except through those tensors, so one graph allocator serves every segment.
 //
 // Backend-generic: on the CPU backend the kernel is lmi::attn::run with the context's threads

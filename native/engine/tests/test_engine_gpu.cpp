@@ -201,6 +201,7 @@ std::vector<Step> makeStream(const Args& a, int64_t nVocab, int64_t nGlobal, int
   for (int64_t at = 0; at < a.tokens;) {
     const int64_t n = at < prefill ? std::min(a.chunk, prefill - at) : 1;
     Step s;
+    s.slotPositions = slotPos;  // what the step attends: the slots before it (and its own tokens)
     for (int64_t i = 0; i < n; i++) {
       const int64_t pos = at + i;
       const int64_t slot = pos < nGlobal ? pos : nGlobal + (pos - nGlobal) % (nSlot - nGlobal);
@@ -209,7 +210,6 @@ std::vector<Step> makeStream(const Args& a, int64_t nVocab, int64_t nGlobal, int
       s.slots.push_back(static_cast<int32_t>(slot));
       slotPos[static_cast<size_t>(slot)] = pos;
     }
-    s.slotPositions = slotPos;
     s.mode = eng::LogitsMode::All;
     steps.push_back(std::move(s));
     at += n;
@@ -299,7 +299,7 @@ int run(const Args& a) {
   const int64_t nVocab = spec.hparams.nVocab;
   const int64_t nGlobal = 4;
   const int64_t nLocal = a.local;
-  const int64_t nSlot = nGlobal + nLocal + a.chunk;
+  const int64_t nSlot = nGlobal + std::max(nLocal, a.chunk);  // the window; a chunk never writes a slot twice
   std::printf("model %s: %s, %lld layers, nEmbd %lld, nVocab %lld; %lld tokens (%lld decoded), chunk %lld, "
               "Λ nGlobal %lld nLocal %lld, %lld slots (the ring wraps %s), f16 K/V, %d CPU threads\n",
               a.model.c_str(), eng::archName(spec.arch), static_cast<long long>(spec.hparams.nLayer),

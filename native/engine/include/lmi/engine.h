@@ -132,11 +132,15 @@ struct ContextOptions {
 struct Batch {
   int64_t n = 0;
   const int32_t* tokens = nullptr;           // [n]
-  const int64_t* positions = nullptr;        // [n]
+  const int64_t* positions = nullptr;        // [n], increasing
+  // The batch's tokens attend to the slots as slotPositions describes them and to each other, and
+  // are then written into `slots` (a slot may hold a key an earlier token of the batch still sees).
   const int32_t* slots = nullptr;            // [n], each in [0, nSlot), distinct
-  const int32_t* archiveCopies = nullptr;    // [nArchiveCopies * 2]: src (ring slot), dst (archive slot)
+  const int32_t* archiveCopies = nullptr;    // [nArchiveCopies * 2]: src (ring slot), dst (archive slot), first
   int64_t nArchiveCopies = 0;
-  const int64_t* slotPositions = nullptr;    // [nSlotPositions] = nSlot + nArchive entries, -1 empty
+  // [nSlotPositions] = nSlot + nArchive entries: the position each slot holds before the batch
+  // (-1 empty; archive copies of this batch not yet counted), each older than positions[0].
+  const int64_t* slotPositions = nullptr;
   int64_t nSlotPositions = 0;
   attn::LambdaMask mask;
   attn::TopKMiddle topK;

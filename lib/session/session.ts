@@ -91,6 +91,8 @@ export class Session {
   private lastLogits: Float32Array | null = null;
   /** The native eval's output row for 'last' batches (reused; see evalPlan). */
   private lastRow: Float32Array | null = null;
+  /** The native eval's output rows for 'all' batches (scoring), grown once and reused; see evalPlan. */
+  private allRows: Float32Array | null = null;
   /** A generated token that is part of the stream but not evaluated yet (evaluated by the next operation). */
   private pending: number | null = null;
   /** The latest tokens of the stream (a ring), for repetition penalties. */
@@ -357,6 +359,12 @@ export class Session {
       // One row, written in place each time: a decoded token allocates no logits array.
       this.lastRow ??= new Float32Array(this.nVocab);
       batch.out = this.lastRow;
+    } else if (logits === 'all' && !evaluator) {
+      // Scoring reads each chunk's rows before the next eval: one buffer serves every chunk, so a
+      // long scored stream does not allocate (and free) a logits block per chunk.
+      const size = tokens.length * this.nVocab;
+      if (this.allRows === null || this.allRows.length < size) this.allRows = new Float32Array(size);
+      batch.out = this.allRows.subarray(0, size);
     }
     let call: Promise<Float32Array>;
     try {

@@ -63,6 +63,20 @@ describe('append', () => {
 });
 
 describe('score', () => {
+  test('every scored chunk writes its logits into one reused buffer (no allocation per chunk)', async () => {
+    const { model, native, tokenizer } = fakeModel();
+    const s = model.createSession({ chunkSize: 16 });
+    const ids = tokenizer.encode(TEXT.repeat(4));
+    await s.score(ids.slice(0, 50));
+    await s.score(ids.slice(50, 90));
+    const all = native.contexts[0].batches.filter((b) => b.logits === 'all');
+    expect(all.length).toBeGreaterThanOrEqual(6);
+    expect(all.every((b) => b.out instanceof Float32Array)).toBe(true);
+    expect(new Set(all.map((b) => b.out!.buffer)).size).toBe(1);
+    for (const b of all) expect(b.out!.length).toBe(b.tokens.length * native.hparams.nVocab);
+    expect(native.contexts[0].violations).toEqual([]);
+  });
+
   test('fresh stream: BOS unscored; NLLs do not depend on chunking', async () => {
     const { model, tokenizer } = fakeModel();
     const a = model.createSession({ chunkSize: 64 });

@@ -50,18 +50,17 @@ std::unique_ptr<CachedGraph> Context::Impl::build(int64_t nTok, LogitsMode m) {
   auto g = std::make_unique<CachedGraph>();
   g->n = nTok;
   g->mode = m;
-  ggml_init_params params{};
-  params.mem_size = ggml_tensor_overhead() * budget * 2 + ggml_graph_overhead_custom(budget, false);
-  params.no_alloc = true;
-  g->ctx = ggml_init(params);
+  g->ctx = buildExactly(ggml_tensor_overhead() * budget * 2 + ggml_graph_overhead_custom(budget, false),
+                        [&](ggml_context* ctx) {
+                          g->gf = ggml_new_graph_custom(ctx, budget, false);
+                          GraphBuilder b(*model, target, ctx, g->gf, nTok, m);
+                          buildArch(b);
+                          g->tokens = b.inpTokens;
+                          g->slots = b.inpSlots;
+                          g->logits = b.logits;
+                          g->attnNodes = b.attnNodes;
+                        });
   if (g->ctx == nullptr) throw Error(ErrorCode::Native, "cannot create a ggml context for the graph");
-  g->gf = ggml_new_graph_custom(g->ctx, budget, false);
-  GraphBuilder b(*model, target, g->ctx, g->gf, nTok, m);
-  buildArch(b);
-  g->tokens = b.inpTokens;
-  g->slots = b.inpSlots;
-  g->logits = b.logits;
-  g->attnNodes = b.attnNodes;
   return g;
 }
 

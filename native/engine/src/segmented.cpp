@@ -102,18 +102,20 @@ std::unique_ptr<SegmentedExecutor::Graph> SegmentedExecutor::build(int64_t n, Lo
   auto g = std::make_unique<Graph>();
   g->n = n;
   g->mode = mode;
-  ggml_init_params params{};
-  params.mem_size = ggml_tensor_overhead() * (graphNodeBudget(hp) * 2 + 8 * nGraphs) +
-                    nGraphs * ggml_graph_overhead_custom(kSegmentNodes, false);
-  params.no_alloc = true;
-  g->ctx = ggml_init(params);
+  size_t segmentCount = 0;
+  g->ctx = buildExactly(ggml_tensor_overhead() * (graphNodeBudget(hp) * 2 + 8 * nGraphs) +
+                            nGraphs * ggml_graph_overhead_custom(kSegmentNodes, false),
+                        [&](ggml_context* ctx) {
+                          GraphBuilder b(*c_.model, target_, ctx, ggml_new_graph_custom(ctx, kSegmentNodes, false), n,
+                                         mode);
+                          buildArch(b);
+                          segmentCount = b.segments.size();
+                          g->segments = b.segments;
+                          g->tail = b.gf;
+                          g->logits = b.logits;
+                        });
   if (g->ctx == nullptr) native("cannot create a ggml context for the segmented graphs");
-  GraphBuilder b(*c_.model, target_, g->ctx, ggml_new_graph_custom(g->ctx, kSegmentNodes, false), n, mode);
-  buildArch(b);
-  if (b.segments.size() != static_cast<size_t>(hp.nLayer)) native("internal: the builder made a wrong number of segments");
-  g->segments = b.segments;
-  g->tail = b.gf;
-  g->logits = b.logits;
+  if (segmentCount != static_cast<size_t>(hp.nLayer)) native("internal: the builder made a wrong number of segments");
   if (!gpu_) return g;
   // ggml's CUDA backend aborts on an op it lacks; say which one instead.
   std::vector<ggml_cgraph*> all = g->segments;

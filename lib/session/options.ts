@@ -134,7 +134,11 @@ export function resolveSessionOptions(options: SessionOptions | undefined, model
   const nGlobal = intOption(att.nGlobal, 'attention.nGlobal', 0, INT_MAX, 10);
   const nLocal = intOption(att.nLocal, 'attention.nLocal', 1, INT_MAX, model.contextLength);
   const limitDistance = intOption(att.limitDistance, 'attention.limitDistance', 0, INT_MAX, nLocal);
-  if (nGlobal + nLocal > INT_MAX) fail('attention.nGlobal + attention.nLocal is too large');
+  if (nGlobal + nLocal > INT_MAX)
+    fail(
+      `attention.nGlobal + attention.nLocal = ${nGlobal + nLocal} slots is too many` +
+        (att.nLocal === undefined ? ` (nLocal defaults to the model's training length, ${model.contextLength}; pass a smaller attention.nLocal)` : ''),
+    );
 
   let topK: { k: number; fromLayer: number; insertAt: number; maxArchive: number } | undefined;
   if (att.topK !== undefined) {

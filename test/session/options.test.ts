@@ -19,6 +19,13 @@ describe('session options', () => {
     expect(native.contexts[2].options).toEqual({ nSlot: 10 + 9, nArchive: 100, topKFromLayer: 4, kvType: 'f32', maxBatch: 9, threads: 3 });
   });
 
+  test('a training length too long for a ring by default is refused with a typed error naming the option', () => {
+    const { model } = fakeModel({}, { contextLength: 2 ** 31 - 1 });
+    expect(() => model.createSession()).toThrow(InvalidArgumentError);
+    expect(() => model.createSession()).toThrow(/nLocal defaults to the model's training length, 2147483647; pass a smaller attention\.nLocal/);
+    expect(model.createSession({ attention: { nLocal: 256 } }).options.attention).toMatchObject({ nLocal: 256 });
+  });
+
   test.each([
     [{ attention: { nLocal: 0 } }, /attention\.nLocal/],
     [{ attention: { nLocal: NaN } }, /attention\.nLocal/],

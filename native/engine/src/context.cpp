@@ -134,7 +134,9 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
   c.kvBuffer = ggml_backend_alloc_ctx_tensors_from_buft(
       c.kvCtx, gpu ? ggml_backend_dev_buffer_type(c.model->gpu) : ggml_backend_cpu_buffer_type());
   if (c.kvBuffer == nullptr)
-    throw Error(ErrorCode::Native, "cannot allocate " + std::to_string(c.kvBytes) + " bytes of K/V memory");
+    throw Error(ErrorCode::Native, "cannot allocate " + std::to_string(c.kvBytes) + " bytes of K/V memory for " +
+                                       std::to_string(c.nSlotArchive) +
+                                       " slots (fewer slots: a smaller nLocal, maxContext or maxArchive)");
   // Not cleared: createContext runs on the JS thread and a multi-GB memset would stall it. A slot's
   // rows are only read once the slot table gives it a position, i.e. after a batch wrote it.
   c.target.attentionFn = attentionOp;

@@ -126,7 +126,7 @@ struct Plan {
 };
 
 struct Scratch {
-  std::vector<float> qLoc, qGlob, qMid, o, m, l;
+  std::vector<float> qLoc, qGlob, qMid, qTile, o, m, l;
   std::vector<float> s, sg, sm;
   std::vector<float> kRaw, kRot, ktLoc, ktRaw, vt;
   std::vector<float> tmpRow, ropeTmp, acc;
@@ -144,7 +144,7 @@ struct Scratch {
     auto grow = [](auto& v, size_t n) {
       if (v.size() < n) v.resize(n);
     };
-    for (auto* v : {&qLoc, &qGlob, &qMid, &o}) grow(*v, rows * Dp);
+    for (auto* v : {&qLoc, &qGlob, &qMid, &qTile, &o}) grow(*v, rows * Dp);
     for (auto* v : {&m, &l, &rowSlope, &rowGBias, &rowMBias}) grow(*v, rows);
     for (auto* v : {&s, &sg, &sm}) grow(*v, rows * kKT);
     for (auto* v : {&kRaw, &kRot, &ktLoc, &ktRaw, &vt}) grow(*v, kKT * Dp);
@@ -636,15 +636,30 @@ class Worker {
     const float* ktLoc = nullptr;
     const float* ktRaw = nullptr;
     const float* kLocRows = kRaw;
+    const float* qLoc = sc_.qLoc.data();  // R(i - pmax) q, against keys turned by R(j - pmax)
     if (anyLocal && P_.rope) {
       float* kRot = sc_.kRot.data();
       float* tmp = sc_.ropeTmp.data();
+      // Decode-sized blocks turn the keys by R(j - a), a = the tile's last key, and their few query
+      // rows by R(pmax - a) once per tile: the keys' coefficients are then the table's first rows,
+      // which stay in cache, where R(j - pmax) would read a different row per key and per token.
+      const int64_t anchor = rowKeys_ ? jp[n - 1] : blk.pmax;
       for (int c = 0; c < n; c++) {
         const float* C;
         const float* S;
-        P_.table->coeffs(blk.pmax - jp[c], &C, &S, tmp);  // R(j - pmax), j <= pmax
+        P_.table->coeffs(anchor - jp[c], &C, &S, tmp);  // R(j - anchor), j <= anchor
         ops_.rotate(kRaw + static_cast<size_t>(c) * Dp, kRot + static_cast<size_t>(c) * Dp, P_.rd, Dp,
                     p_.pe.pairing, C, S, -1.0f);
+      }
+      if (anchor != blk.pmax) {
+        const float* C;
+        const float* S;
+        P_.table->coeffs(blk.pmax - anchor, &C, &S, tmp);
+        float* qTile = sc_.qTile.data();
+        for (int r = 0; r < R_; r++)
+          ops_.rotate(qLoc + static_cast<size_t>(r) * Dp, qTile + static_cast<size_t>(r) * Dp, P_.rd, Dp,
+                      p_.pe.pairing, C, S, 1.0f);
+        qLoc = qTile;  // R(i - anchor) q
       }
       zeroRows(kRot, n, Np);
       kLocRows = kRot;
@@ -667,7 +682,6 @@ class Worker {
     };
 
     float* S = sc_.s.data();
-    const float* qLoc = sc_.qLoc.data();
     if (kind == Kind::AllMiddle) {
       float* sm = sc_.sm.data();
       qk(qMid_, false, sm);

@@ -158,6 +158,22 @@ LMI_AVX2 void rotate(const float* x, float* y, int rd, int Dp, RopePairing pairi
       y[k + half] = b * c + a * s;
     }
   } else {
+    // 8 pairs = 16 dims: split into the pairs' first (a) and second (b) elements, in the lane order
+    // [0 1 4 5 | 2 3 6 7] that shuffle_ps gives, with C and S permuted to match; unpacking a and b
+    // then restores the interleaved order with no cross-lane step.
+    for (; k + 8 <= half; k += 8) {
+      const __m256 v0 = _mm256_loadu_ps(x + 2 * k);
+      const __m256 v1 = _mm256_loadu_ps(x + 2 * k + 8);
+      const __m256 a = _mm256_shuffle_ps(v0, v1, 0x88);
+      const __m256 b = _mm256_shuffle_ps(v0, v1, 0xDD);
+      const __m256 c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(C + k)), 0xD8));
+      const __m256 s = _mm256_mul_ps(
+          sg, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(S + k)), 0xD8)));
+      const __m256 ya = _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s));  // a c - b s
+      const __m256 yb = _mm256_fmadd_ps(b, c, _mm256_mul_ps(a, s));  // b c + a s
+      _mm256_storeu_ps(y + 2 * k, _mm256_unpacklo_ps(ya, yb));
+      _mm256_storeu_ps(y + 2 * k + 8, _mm256_unpackhi_ps(ya, yb));
+    }
     for (; k + 4 <= half; k += 4) {  // 4 pairs = 8 dims
       const __m128 c4 = _mm_loadu_ps(C + k);
       const __m128 s4 = _mm_loadu_ps(S + k);

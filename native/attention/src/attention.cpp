@@ -26,7 +26,9 @@
 // middle logits go to a k-entry list per row and join the softmax when the row is finished.
 //
 // RoPE. With r = the block's last query position, keys are rotated by R(j - r) and
-// queries by R(i - r), so <R(i-r)q, R(j-r)k> = <R(i-j)q, k> (local branch). Global and
+// queries by R(i - r), so <R(i-r)q, R(j-r)k> = <R(i-j)q, k> (local branch). Decode-sized
+// blocks anchor each tile at its last key a instead (keys by R(j - a), the few query rows by
+// R(i - a)), so that the keys' coefficients come from the table's first, cached rows. Global and
 // middle logits use the un-rotated key against R(L)q and R(insertAt)q. All distances are
 // int64 differences; their cos/sin come from RopeTable (built in double), so shifting
 // every position and the origin by the same amount leaves the arithmetic unchanged.

@@ -94,7 +94,8 @@ ggml_tensor* GraphBuilder::attention(int il, ggml_tensor* q, ggml_tensor* k, ggm
   // the kernel goes in first. Logits 'none' needs no attention output from the last layer, only
   // its writes.
   if (!(mode == LogitsMode::None && il == hp.nLayer - 1)) ggml_build_forward_expand(gf, out);
-  writeCache(il, kNew, vNew);
+  // From the f32 rows: set_rows rounds them to the cache's type exactly as the cast did.
+  writeCache(il, k, v);
   return named(ggml_reshape_2d(ctx, out, hd * hp.nHead, n), "kqv_out", il);  // [Hq, n]
 }
 

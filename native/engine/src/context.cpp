@@ -196,11 +196,6 @@ void Context::stage(const Batch& b) {
   if (b.nSlotPositions != c.nSlotArchive)
     invalid("slotPositions has " + std::to_string(b.nSlotPositions) + " entries, expected nSlot + nArchive = " +
             std::to_string(c.nSlotArchive));
-  for (int64_t s = 0; s < b.nSlotPositions; s++) {
-    const int64_t p = b.slotPositions[s];
-    if (p < -1 || p > kMaxPosition)
-      invalid("slotPositions[" + std::to_string(s) + "] = " + std::to_string(p) + " (must be -1 or in [0, 2^53])");
-  }
   if (++c.stampEpoch == 0) {  // wrapped: reset the stamps once every 2^32 batches
     std::fill(c.slotStamp.begin(), c.slotStamp.end(), 0);
     c.stampEpoch = 1;
@@ -225,11 +220,15 @@ void Context::stage(const Batch& b) {
   }
   // The batch appends to the stream: every slot holds an older position (the batch's own keys
   // come from the batch, not from the slots it overwrites).
-  for (int64_t s = 0; s < b.nSlotPositions; s++)
-    if (b.slotPositions[s] >= b.positions[0])
-      invalid("slotPositions[" + std::to_string(s) + "] = " + std::to_string(b.slotPositions[s]) +
+  for (int64_t s = 0; s < b.nSlotPositions; s++) {
+    const int64_t p = b.slotPositions[s];
+    if (p < -1 || p > kMaxPosition)
+      invalid("slotPositions[" + std::to_string(s) + "] = " + std::to_string(p) + " (must be -1 or in [0, 2^53])");
+    if (p >= b.positions[0])
+      invalid("slotPositions[" + std::to_string(s) + "] = " + std::to_string(p) +
               ": slots hold the positions before the batch, all older than its first position " +
               std::to_string(b.positions[0]));
+  }
   if (b.nArchiveCopies < 0 || (b.nArchiveCopies > 0 && b.archiveCopies == nullptr))
     invalid("archiveCopies malformed");
   if (b.nArchiveCopies > 0 && o.nArchive == 0) invalid("archiveCopies given, but the context has no archive");

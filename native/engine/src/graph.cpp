@@ -73,29 +73,32 @@ ggml_tensor* GraphBuilder::attention(int il, ggml_tensor* q, ggml_tensor* k, ggm
   if (!ggml_is_contiguous(q)) q = named(ggml_cont(ctx, q), "q_cont", il);
   ggml_tensor* kCache = target_.kCache[il];
   ggml_tensor* vCache = target_.vCache[il];
+  // The op's sources. Staging (MultiEval): q and set_rows' views of the staging tensors, so the op
+  // runs after those writes and reads the batch's rows from them. Otherwise: q, the cache (keys
+  // un-rotated; the kernel rotates by relative distance) and the batch's rows in the cache's type,
+  // contiguous, as the kernel's kNew/vNew.
+  ggml_tensor* args[5] = {q};
+  int nArgs = 3;
   if (target_.staging) {
-    // The op reads the batch's rows from the staging tensors: set_rows' views, so it runs after them.
-    ggml_tensor* args[3] = {q, named(ggml_set_rows(ctx, kCache, k, inpSlots), "k_stage", il),
-                            named(ggml_set_rows(ctx, vCache, v, inpSlots), "v_stage", il)};
-    ggml_tensor* out = ggml_custom_4d(ctx, GGML_TYPE_F32, hd, hp.nHead, n, 1, args, 3, target_.attentionFn,
-                                      GGML_N_TASKS_MAX, target_.attentionUserdata[il]);
-    attnNodes[il] = named(out, "kqv_lambda", il);
-    return named(ggml_reshape_2d(ctx, out, hd * hp.nHead, n), "kqv_out", il);
+    args[1] = named(ggml_set_rows(ctx, kCache, k, inpSlots), "k_stage", il);
+    args[2] = named(ggml_set_rows(ctx, vCache, v, inpSlots), "v_stage", il);
+  } else {
+    args[1] = kCache;
+    args[2] = vCache;
+    args[3] = named(ggml_cast(ctx, k, kCache->type), "k_new", il);
+    args[4] = named(ggml_cast(ctx, v, vCache->type), "v_new", il);
+    nArgs = 5;
   }
-  // Cache rows are slots: K_l [Hkv, nSlotL], keys un-rotated (the kernel rotates by relative
-  // distance). The batch's rows in the cache's type, contiguous: the kernel's kNew/vNew.
-  ggml_tensor* kNew = named(ggml_cast(ctx, k, kCache->type), "k_new", il);
-  ggml_tensor* vNew = named(ggml_cast(ctx, v, vCache->type), "v_new", il);
-  ggml_tensor* args[5] = {q, kCache, vCache, kNew, vNew};
-  ggml_tensor* out = ggml_custom_4d(ctx, GGML_TYPE_F32, hd, hp.nHead, n, 1, args, 5, target_.attentionFn,
+  ggml_tensor* out = ggml_custom_4d(ctx, GGML_TYPE_F32, hd, hp.nHead, n, 1, args, nArgs, target_.attentionFn,
                                     GGML_N_TASKS_MAX, target_.attentionUserdata[il]);
   attnNodes[il] = named(out, "kqv_lambda", il);  // [headDim, nHead, n]
-  // Nodes run in the order they enter the graph, and the writes overwrite slots the kernel reads:
-  // the kernel goes in first. Logits 'none' needs no attention output from the last layer, only
-  // its writes.
-  if (!(mode == LogitsMode::None && il == hp.nLayer - 1)) ggml_build_forward_expand(gf, out);
-  // From the f32 rows: set_rows rounds them to the cache's type exactly as the cast did.
-  writeCache(il, k, v);
+  if (!target_.staging) {
+    // Nodes run in the order they enter the graph, and the writes overwrite slots the kernel reads:
+    // the kernel goes in first. Logits 'none' needs no attention output from the last layer, only
+    // its writes. From the f32 rows: set_rows rounds them to the cache's type exactly as the cast did.
+    if (!(mode == LogitsMode::None && il == hp.nLayer - 1)) ggml_build_forward_expand(gf, out);
+    writeCache(il, k, v);
+  }
   return named(ggml_reshape_2d(ctx, out, hd * hp.nHead, n), "kqv_out", il);  // [Hq, n]
 }
 
@@ -132,7 +135,8 @@ ggml_tensor* GraphBuilder::segmentBoundary(int il, ggml_tensor* q, ggml_tensor* 
   gf = ggml_new_graph_custom(ctx, target_.segmentNodes, false);
   // The next graph starts by writing the rows the kernel attended into the cache, then goes on
   // from leaves over the boundary: x, and the kernel's output.
-  writeCache(il, named(boundaryView(ctx, bd.kNew, n), "k_new_in", il), named(boundaryView(ctx, bd.vNew, n), "v_new_in", il));
+  writeCache(il, named(boundaryView(ctx, bd.kNew, n), "k_new_in", il),
+             named(boundaryView(ctx, bd.vNew, n), "v_new_in", il));
   xLeaf_ = named(boundaryView(ctx, bd.x, n), "x_in", il);
   *residual = xLeaf_;
   return named(boundaryView(ctx, bd.attn, n), "kqv_out", il);  // [Hq, n]

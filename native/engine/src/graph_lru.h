@@ -1,6 +1,6 @@
-// The small per-shape graph caches of the executors (context, segmented, batched), and the size of
-// what each cached graph keeps: graphs keyed by
-// (token count, logits mode), the least recently used one evicted when a cache is full.
+// The small per-shape graph caches of the executors (context, segmented, batched): graphs keyed by
+// (token count, logits mode), the least recently used one evicted when a cache is full; and the
+// size of what each cached graph keeps.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -179,13 +179,72 @@ export interface NativeEvalBatch {
   out?: Float32Array;
 }
 
+/** The sampler's resolved options as NativeContext.decode() takes them (lib/sampling/sampler.ts). */
+export interface NativeSamplingParams {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  penaltyLastN: number;
+  /** Logit bias as two parallel arrays (distinct ids). */
+  biasIds: Int32Array;
+  biasValues: Float64Array;
+}
+
+/**
+ * A decode run: evaluate `token`, sample the next id from its logits with the native copy of the
+ * TypeScript sampler, evaluate it, and so on, one token per step, without returning to JavaScript.
+ * Step i writes at positions[i] into slots[i] (one step per entry at most); the table is the one
+ * before the run (a context without an archive: nSlot entries).
+ */
+export interface NativeDecodeRequest {
+  token: number;
+  positions: BigInt64Array;
+  slots: Int32Array;
+  slotPositions: BigInt64Array;
+  mask: NativeEvalBatch['mask'];
+  /** The stream's latest tokens, oldest first, ending with `token` (for the penalties). */
+  recent: Int32Array;
+  /** nVocab entries: the run ends once an id with a nonzero entry is sampled. */
+  endAfter: Uint8Array;
+  /** No step starts once the run has taken this long (0: no limit). */
+  budgetMs: number;
+  sampling: NativeSamplingParams;
+  /** The sampler's sfc32 state before the run; the result carries the state after it. */
+  rngState: Uint32Array;
+  /** nVocab floats: receives the last step's logits. */
+  out: Float32Array;
+  /** At least positions.length entries: receives the sampled ids. */
+  sampledOut: Int32Array;
+}
+
+export interface NativeDecodeResult {
+  /** Steps done: `token` and the first steps - 1 sampled ids were evaluated and written. */
+  steps: number;
+  /** Ids in sampledOut: steps, or steps - 1 when the native sampler left the last row to TypeScript (NaN or infinite logits). */
+  sampled: number;
+  computeSeconds: number;
+  rngState: Uint32Array;
+}
+
 export interface NativeContext {
   /** Runs the batch on a worker thread; resolves with logits [rows][nVocab] (empty when logits is 'none'). */
   eval(batch: NativeEvalBatch): Promise<Float32Array>;
+  /** A decode run on the worker thread. Stand-ins (test fakes) may omit it; sessions then decode one eval per token. */
+  decode?(request: NativeDecodeRequest): Promise<NativeDecodeResult>;
+  /**
+   * Puts back what the last `steps` steps of the latest decode() overwrote (synchronous: a few rows
+   * per layer), as if the run had ended that many steps earlier. Only before any other eval.
+   */
+  rollback?(steps: number): void;
   /** Bytes of K/V (and archive) memory this context holds. */
   kvBytes(): number;
   /** Evals this context finished and the seconds the engine spent computing them (on the worker thread). */
-  stats(): { evals: number; computeSeconds: number };
+  /** Forward passes this context finished, the calls (eval, decode) that ran them, and the seconds they took (on the worker thread). */
+  stats(): { evals: number; calls: number; computeSeconds: number };
   dispose(): void;
 }
 

@@ -27,6 +27,19 @@ export class Prng {
     for (let i = 0; i < 12; i++) this.nextUint32(); // let the counter mix in
   }
 
+  /** @internal The 128-bit state, for handing the stream to the native sampler and back. */
+  getState(): Uint32Array {
+    return Uint32Array.of(this.a, this.b, this.c, this.d);
+  }
+
+  /** @internal Continues from a state getState() (or the native sampler) returned. */
+  setState(state: ArrayLike<number>): void {
+    this.a = state[0] | 0;
+    this.b = state[1] | 0;
+    this.c = state[2] | 0;
+    this.d = state[3] | 0;
+  }
+
   /** Uniform integer in [0, 2^32). */
   nextUint32(): number {
     const t = (((this.a + this.b) | 0) + this.d) | 0;

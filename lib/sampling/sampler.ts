@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors';
+import type { NativeSamplingParams } from '../native/types';
 import { Prng, randomSeed } from './prng';
 import {
   applyLogitBias,
@@ -109,6 +110,33 @@ export class Sampler {
   constructor(options: SamplingOptions = {}, nVocab?: number) {
     this.options = resolveSamplingOptions(options, nVocab);
     this.rng = new Prng(this.options.seed);
+  }
+
+  /** @internal The PRNG's state (a decode run continues the stream natively and hands it back). */
+  get rngState(): Uint32Array {
+    return this.rng.getState();
+  }
+
+  set rngState(state: Uint32Array) {
+    this.rng.setState(state);
+  }
+
+  /** @internal These options as the native sampler takes them. */
+  nativeParams(): NativeSamplingParams {
+    const o = this.options;
+    const ids = [...o.logitBias.keys()];
+    return {
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      minP: o.minP,
+      repeatPenalty: o.repeatPenalty,
+      presencePenalty: o.presencePenalty,
+      frequencyPenalty: o.frequencyPenalty,
+      penaltyLastN: o.penaltyLastN,
+      biasIds: Int32Array.from(ids),
+      biasValues: Float64Array.from(ids, (id) => o.logitBias.get(id)!),
+    };
   }
 
   /** `recent`: the stream's latest tokens, oldest first (only the last penaltyLastN are looked at). */

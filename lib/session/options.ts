@@ -211,9 +211,17 @@ export interface GenerateOptions extends SamplingOptions {
   stopTokens?: number[];
   /** Aborts between tokens with AbortError. */
   signal?: AbortSignal;
+  /**
+   * Tokens decoded per native call at most (default 64): the engine samples and evaluates them
+   * without returning to JavaScript, and returns at least every 16 ms. Tokens come out the same
+   * either way; 1 returns after every token. Sessions with an evaluator or top-k attention decode
+   * one token per call.
+   */
+  tokensPerCall?: number;
 }
 
 export interface ResolvedGenerateOptions {
+  tokensPerCall: number;
   maxTokens: number;
   stop: string[];
   stopTokens: Set<number>;
@@ -224,7 +232,7 @@ export interface ResolvedGenerateOptions {
 export function resolveGenerateOptions(options: GenerateOptions | undefined, nVocab: number): ResolvedGenerateOptions {
   const o = options ?? {};
   if (!isRecord(o)) fail('generate options must be an object');
-  const { maxTokens, stop, stopTokens, signal, ...sampling } = o;
+  const { maxTokens, stop, stopTokens, signal, tokensPerCall, ...sampling } = o;
   checkKeys(sampling, [
     'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'presencePenalty',
     'frequencyPenalty', 'penaltyLastN', 'seed', 'logitBias',
@@ -236,7 +244,10 @@ export function resolveGenerateOptions(options: GenerateOptions | undefined, nVo
   if (stopTokens !== undefined && (!Array.isArray(stopTokens) || stopTokens.some((t) => !Number.isInteger(t) || t < 0 || t >= nVocab)))
     fail(`stopTokens must be an array of token ids in [0, ${nVocab})`);
   checkSignal(signal);
+  if (tokensPerCall !== undefined && (typeof tokensPerCall !== 'number' || !Number.isSafeInteger(tokensPerCall) || tokensPerCall < 1 || tokensPerCall > 1024))
+    fail(`tokensPerCall must be an integer in [1, 1024], got ${String(tokensPerCall)}`);
   return {
+    tokensPerCall: tokensPerCall ?? 64,
     maxTokens: maxTokens ?? Infinity,
     stop: stop ? [...stop] : [],
     stopTokens: new Set(stopTokens ?? []),

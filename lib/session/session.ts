@@ -11,7 +11,7 @@
 import { AbortError, DisposedError, InvalidArgumentError, NativeError } from '../errors';
 import { evalBatch, KvCache, type KvCachePlan } from '../cache/kv-cache';
 import { fromNativeError } from '../native/addon';
-import type { NativeContext, NativeEvalBatch, NativeModel } from '../native/types';
+import type { NativeContext, NativeDecodeResult, NativeEvalBatch, NativeModel } from '../native/types';
 import { MAX_PENALTY_WINDOW } from '../sampling/sampler';
 import { Sampler } from '../sampling/sampler';
 import { logSumExp } from '../sampling/transforms';
@@ -76,6 +76,15 @@ export interface GenerateResult {
 }
 
 const EMPTY = new Int32Array(0);
+/** A decode run returns to JavaScript at least this often (ms), however many tokens it may still take. */
+const DECODE_RUN_BUDGET_MS = 16;
+
+/** What a decode run left to settle: its steps, the ids it sampled and the last step's logits. */
+interface DecodeRunResult {
+  steps: number;
+  tokens: Int32Array;
+  logits: Float32Array;
+}
 /** Logit rows returned per scoring eval are capped to about this many floats (64 MiB). */
 const SCORE_LOGITS_BUDGET = 1 << 24;
 
@@ -93,6 +102,9 @@ export class Session {
   private lastRow: Float32Array | null = null;
   /** The native eval's output rows for 'all' batches (scoring), grown once and reused; see evalPlan. */
   private allRows: Float32Array | null = null;
+  /** Decode runs' outputs (sampled ids, last logits), reused. */
+  private runTokens: Int32Array | null = null;
+  private runLogits: Float32Array | null = null;
   /** A generated token that is part of the stream but not evaluated yet (evaluated by the next operation). */
   private pending: number | null = null;
   /** The latest tokens of the stream (a ring), for repetition penalties. */
@@ -144,11 +156,12 @@ export class Session {
   }
 
   /**
-   * Native evals of this session (through its own context, not an `evaluator`) and the seconds the
-   * engine spent computing them on the worker thread. Wall time around an operation minus
+   * Native evals of this session (forward passes through its own context, not an `evaluator`), the
+   * native calls that ran them (a decode run does several evals in one call), and the seconds the
+   * engine spent in the forward passes on the worker thread. Wall time around an operation minus
    * computeSeconds is what tokenization, sampling, the JS and N-API layers and the thread hand-off cost.
    */
-  get stats(): { evals: number; computeSeconds: number } {
+  get stats(): { evals: number; calls: number; computeSeconds: number } {
     this.checkOpen();
     return this.ctx.stats();
   }
@@ -392,6 +405,107 @@ export class Session {
     throw err;
   }
 
+  /** Steps for the next decode run (at most the tokens left to generate); 0: one eval per token. */
+  private decodeRunSteps(o: ResolvedGenerateOptions, produced: number): number {
+    if (this.pending === null || o.tokensPerCall <= 1 || this.options.evaluator || this.cache.size.nArchive > 0) return 0;
+    if (this.ctx.decode === undefined || this.ctx.rollback === undefined) return 0;
+    // The run evaluates `steps` tokens and leaves the last id it samples pending: steps + 1 must fit.
+    const fit = this.cache.remaining() - 1;
+    return Math.max(0, Math.min(o.tokensPerCall, o.maxTokens - produced, this.cache.size.maxBatch, fit));
+  }
+
+  /**
+   * Ids after which a decode run returns: end-of-generation and stop tokens, and every token that
+   * could complete a stop string. The decoder emits a character with the token that carries its
+   * last byte, so a stop string can only complete at a token whose bytes hold its last byte; a
+   * stop string with U+FFFD in it (which the decoder also emits for bytes that are not UTF-8)
+   * could complete anywhere, and ends a run after every token.
+   */
+  private endAfterTable(o: ResolvedGenerateOptions): Uint8Array {
+    const t = this.host.tokenizer;
+    const table = new Uint8Array(this.nVocab);
+    for (const id of t.eogIds) if (id >= 0 && id < this.nVocab) table[id] = 1;
+    for (const id of o.stopTokens) table[id] = 1;
+    if (o.stop.length === 0) return table;
+    const lastBytes = new Set<number>();
+    const encoder = new TextEncoder();
+    for (const s of o.stop) {
+      const bytes = encoder.encode(s);
+      for (let i = 0; i + 2 < bytes.length; i++)
+        if (bytes[i] === 0xef && bytes[i + 1] === 0xbf && bytes[i + 2] === 0xbd) return table.fill(1);
+      lastBytes.add(bytes[bytes.length - 1]);
+    }
+    for (let id = 0; id < this.nVocab && id < t.vocabSize; id++) {
+      const piece = t.pieceBytes(id, false);
+      for (let i = 0; i < piece.length; i++)
+        if (lastBytes.has(piece[i])) {
+          table[id] = 1;
+          break;
+        }
+    }
+    return table;
+  }
+
+  /** Evaluates the pending token and up to steps - 1 sampled ones natively (see decodeRunSteps). */
+  private async decodeRun(steps: number, sampler: Sampler, endAfter: Uint8Array): Promise<DecodeRunResult> {
+    const plan = this.cache.plan(steps);
+    const n = Math.min(this.recentTotal, sampler.options.penaltyLastN, MAX_PENALTY_WINDOW);
+    const recent = new Int32Array(n);
+    for (let k = 0; k < n; k++) recent[k] = this.recent[(this.recentTotal - n + k) % MAX_PENALTY_WINDOW];
+    if (this.runTokens === null || this.runTokens.length < this.cache.size.maxBatch) this.runTokens = new Int32Array(this.cache.size.maxBatch);
+    this.runLogits ??= new Float32Array(this.nVocab);
+    let call: Promise<NativeDecodeResult>;
+    try {
+      call = this.ctx.decode!({
+        token: this.pending!,
+        positions: plan.positions,
+        slots: plan.slots,
+        slotPositions: plan.attendedSlotPositions,
+        mask: plan.mask,
+        recent,
+        endAfter,
+        budgetMs: DECODE_RUN_BUDGET_MS,
+        sampling: sampler.nativeParams(),
+        rngState: sampler.rngState,
+        out: this.runLogits,
+        sampledOut: this.runTokens,
+      });
+    } catch (err) {
+      throw fromNativeError(err); // refused before anything ran: the session is unchanged
+    }
+    this.running = call;
+    try {
+      const r = await call;
+      sampler.rngState = r.rngState;
+      return { steps: r.steps, tokens: this.runTokens.subarray(0, r.sampled), logits: this.runLogits };
+    } catch (err) {
+      return this.breakWith(fromNativeError(err));
+    } finally {
+      this.running = null;
+      if (this.state === 'disposed') this.closeNative();
+    }
+  }
+
+  /**
+   * The stream keeps the run's first `evals` steps and `pending` as its next token; the steps after
+   * them are taken back (their K/V rows restored), so the stream is what the consumer was handed.
+   */
+  private settleRun(run: DecodeRunResult, evals: number, pending: number | null): void {
+    if (evals > 0) this.cache.commit(this.cache.plan(evals));
+    if (evals < run.steps && !this.nativeClosed) {
+      try {
+        this.ctx.rollback!(run.steps - evals);
+      } catch (err) {
+        this.breakWith(fromNativeError(err));
+      }
+    }
+    this.pending = pending;
+    if (evals === run.steps) {
+      if (this.lastLogits === null) this.lastLogits = new Float32Array(this.nVocab);
+      this.lastLogits.set(run.logits);
+    }
+  }
+
   private async *runGenerate(o: ResolvedGenerateOptions): AsyncGenerator<GeneratedPiece, GenerateResult, undefined> {
     this.checkOpen();
     await this.queue.acquire(o.signal);
@@ -406,9 +520,55 @@ export class Session {
       const sampler = new Sampler(o.sampling, this.nVocab);
       const decoder = t.createStreamingDecoder({ stripLeadingSpace: this.onlyBos });
       const stops = new StopStringFilter(o.stop);
+      let endAfter: Uint8Array | null = null;
       let produced = 0;
       while (produced < o.maxTokens) {
         this.checkpoint(o.signal);
+        const steps = this.decodeRunSteps(o, produced);
+        if (steps > 0) {
+          // Several tokens per native call: the pending token and the ids sampled after it are
+          // evaluated natively, then handed out here one by one. Until a token is handed out, the
+          // stream has not taken it: settleRun() keeps what was handed out and takes back the rest.
+          endAfter ??= this.endAfterTable(o);
+          const run = await this.decodeRun(steps, sampler, endAfter);
+          let evals = 0; // steps the stream keeps
+          let pending: number | null = this.pending;
+          try {
+            for (let k = 0; k < run.tokens.length; k++) {
+              if (k > 0) this.checkpoint(o.signal);
+              const token = run.tokens[k];
+              if (t.isEog(token) || o.stopTokens.has(token)) {
+                evals = k + 1;
+                pending = null;
+                const r = stops.push(decoder.flush());
+                const text = r.stopped ? r.text : r.text + stops.flush();
+                if (text.length > 0) yield { token, text };
+                return { reason: r.stopped ? 'stopString' : 'stopToken', tokens: produced };
+              }
+              evals = k + 1;
+              pending = token;
+              this.pushRecent(token);
+              this.onlyBos = false;
+              produced++;
+              const last = produced >= o.maxTokens;
+              const r = stops.push(decoder.push(token) + (last ? decoder.flush() : ''));
+              if (r.stopped) {
+                yield { token, text: r.text };
+                return { reason: 'stopString', tokens: produced };
+              }
+              yield { token, text: last ? r.text + stops.flush() : r.text };
+            }
+            // Every id handed out; a run that stopped short of sampling (the TypeScript sampler takes
+            // its last row) keeps all its steps with nothing pending.
+            if (run.tokens.length < run.steps) {
+              evals = run.steps;
+              pending = null;
+            }
+          } finally {
+            this.settleRun(run, evals, pending);
+          }
+          continue;
+        }
         if (this.pending !== null) await this.feed(EMPTY, o, null);
         this.cache.checkFits(1);
         const token = sampler.sample(this.lastLogits!, this.recentWindow(o.sampling.penaltyLastN));

@@ -21,10 +21,12 @@
 #include <unordered_set>
 #include <vector>
 
+#include "decode_request.h"
 #include "eval_thread.h"
 #include "js_args.h"
 #include "safe_async_worker.h"
 #include "lmi/engine.h"
+#include "lmi/sampling.h"
 
 namespace lmi::napi {
 namespace {
@@ -231,6 +233,7 @@ struct ContextSlot {
   // Finished evals and the seconds their engine run() took (stats(): what the layers above cost is
   // the wall time around an eval minus this).
   double evals = 0;
+  double calls = 0;
   double computeSeconds = 0;
   std::shared_ptr<EvalThread> thread;  // started by the first eval, stopped by dispose
 };
@@ -239,7 +242,9 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeContext",
-                       {InstanceMethod<&ContextWrap::Eval>("eval"), InstanceMethod<&ContextWrap::KvBytes>("kvBytes"),
+                       {InstanceMethod<&ContextWrap::Eval>("eval"), InstanceMethod<&ContextWrap::Decode>("decode"),
+                        InstanceMethod<&ContextWrap::Rollback>("rollback"),
+                        InstanceMethod<&ContextWrap::KvBytes>("kvBytes"),
                         InstanceMethod<&ContextWrap::Stats>("stats"), InstanceMethod<&ContextWrap::Dispose>("dispose")});
   }
 
@@ -255,6 +260,20 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
 
  private:
   Napi::Value Eval(const Napi::CallbackInfo& info);
+  Napi::Value Decode(const Napi::CallbackInfo& info);
+
+  Napi::Value Rollback(const Napi::CallbackInfo& info) {
+    return callOrThrow(info.Env(), [&]() -> Napi::Value {
+      if (!slot_->context) throw CodedError("DISPOSED", "NativeContext has been disposed and cannot be used any more");
+      if (slot_->inFlight) throw CodedError("INVALID_ARGUMENT", "rollback() called while an eval is running");
+      if (info.Length() < 1 || !info[0].IsNumber()) throw ArgError("rollback(steps) expects a number");
+      const double steps = info[0].As<Napi::Number>().DoubleValue();
+      if (!(steps >= 0 && steps <= 1e9) || steps != static_cast<double>(static_cast<int64_t>(steps)))
+        throw ArgError("rollback(steps): steps must be an integer >= 0");
+      slot_->context->rollback(static_cast<int64_t>(steps));  // a few rows per layer: fine on the JS thread
+      return info.Env().Undefined();
+    });
+  }
 
   Napi::Value KvBytes(const Napi::CallbackInfo& info) {
     return callOrThrow(info.Env(), [&]() -> Napi::Value {
@@ -266,6 +285,7 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("evals", slot_->evals);
+    o.Set("calls", slot_->calls);
     o.Set("computeSeconds", slot_->computeSeconds);
     return o;
   }
@@ -351,11 +371,96 @@ Napi::Value ContextWrap::Eval(const Napi::CallbackInfo& info) {
           slot->inFlight = false;
           if (outcome->ok) {
             slot->evals += 1;
+            slot->calls += 1;
             slot->computeSeconds += outcome->seconds;
             deferred.Resolve(outRef->Value());
           } else {
             deferred.Reject(makeError(e, outcome->code, outcome->error).Value());
           }
+        });
+    result = deferred.Promise();
+  }, &error);
+  return ok ? result : rejected(env, error);
+}
+
+Napi::Value ContextWrap::Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Value result;
+  Napi::Value error;
+  const bool ok = captureError(env, [&] {
+    if (!slot_->context) throw CodedError("DISPOSED", "NativeContext has been disposed and cannot be used any more");
+    if (slot_->inFlight)
+      throw CodedError("INVALID_ARGUMENT",
+                       "decode() called while another eval() on this context is still running; await it first "
+                       "(one eval at a time per context)");
+    if (info.Length() < 1) throw ArgError("decode(request) expects one argument");
+    Napi::Object o = requireObject(info[0], "request");
+    const int64_t nVocab = slot_->context->nVocab();
+    auto request = std::make_shared<DecodeRequest>();
+    parseDecodeRequest(o, nVocab, request.get());
+    slot_->context->checkDecode(request->run);
+    Napi::TypedArray out = requireTypedArray(o, "out", napi_float32_array, "Float32Array");
+    if (static_cast<int64_t>(out.ElementLength()) != nVocab)
+      throw ArgError("'out' must have nVocab = " + std::to_string(nVocab) + " elements");
+    Napi::TypedArray sampledOut = requireTypedArray(o, "sampledOut", napi_int32_array, "Int32Array");
+    if (static_cast<int64_t>(sampledOut.ElementLength()) < request->run.maxSteps)
+      throw ArgError("'sampledOut' must hold at least as many ids as the run has steps");
+    if (!slot_->thread) {
+      try {
+        slot_->thread = EvalThread::start(env);
+      } catch (const std::exception& e) {
+        throw CodedError("NATIVE", e.what());
+      }
+    }
+    struct Outcome {
+      bool ok = false;
+      eng::DecodeOutcome run;
+      std::string code, error;
+    };
+    auto outcome = std::make_shared<Outcome>();
+    auto outRef = std::make_shared<Napi::Reference<Napi::TypedArray>>(Napi::Persistent(out));
+    auto sampledRef = std::make_shared<Napi::Reference<Napi::TypedArray>>(Napi::Persistent(sampledOut));
+    float* logits = const_cast<float*>(typedData<float>(out));
+    int32_t* sampled = const_cast<int32_t*>(typedData<int32_t>(sampledOut));
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    std::shared_ptr<eng::Context> context = slot_->context;
+    std::shared_ptr<ContextSlot> slot = slot_;
+    slot_->inFlight = true;
+    slot_->thread->submit(
+        env,
+        [context, request, logits, sampled, outcome] {
+          try {
+            eng::TokenSampler sampler(request->sampling, context->nVocab());
+            outcome->run = context->decode(request->run, sampler, request->rng, sampled, logits);
+            outcome->ok = true;
+          } catch (const eng::Error& e) {
+            outcome->code = eng::errorCodeName(e.code());
+            outcome->error = e.what();
+          } catch (const std::exception& e) {
+            outcome->code = "NATIVE";
+            outcome->error = e.what();
+          }
+        },
+        [slot, deferred, outRef, sampledRef, request, outcome](Napi::Env e) {
+          slot->inFlight = false;
+          if (!outcome->ok) {
+            deferred.Reject(makeError(e, outcome->code, outcome->error).Value());
+            return;
+          }
+          slot->evals += static_cast<double>(outcome->run.steps);
+          slot->calls += 1;
+          slot->computeSeconds += outcome->run.computeSeconds;
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("steps", static_cast<double>(outcome->run.steps));
+          r.Set("sampled", static_cast<double>(outcome->run.sampled));
+          r.Set("computeSeconds", outcome->run.computeSeconds);
+          Napi::Uint32Array rng = Napi::Uint32Array::New(e, 4);
+          rng[0] = request->rng.a;
+          rng[1] = request->rng.b;
+          rng[2] = request->rng.c;
+          rng[3] = request->rng.d;
+          r.Set("rngState", rng);
+          deferred.Resolve(r);
         });
     result = deferred.Promise();
   }, &error);

@@ -6,9 +6,9 @@
 import { statSync } from 'node:fs';
 
 import { loadAddon } from '../../lib/native/addon';
-import type { NativeAddon, NativeContext, NativeEvalBatch, NativeModel, NativeModelSpec } from '../../lib/native/types';
+import type { NativeAddon, NativeContext, NativeDecodeRequest, NativeEvalBatch, NativeModel, NativeModelSpec, NativeSamplingParams } from '../../lib/native/types';
 import { fixturePath, STORIES } from '../gguf/helpers';
-import { SlotTable, specFromGguf, vanillaMask } from './spec-from-gguf';
+import { argmaxRow, SlotTable, specFromGguf, vanillaMask } from './spec-from-gguf';
 
 /** Resolves with the error's code and message, whether fn throws or its promise rejects. */
 async function failure(fn: () => unknown): Promise<{ code: string; message: string }> {
@@ -208,6 +208,123 @@ describe('engine errors and lifecycle', () => {
     test('a good batch still runs', async () => {
       expect((await ctx.eval(good())).length).toBe(3 * 512);
       expect((await rejects(() => ctx.eval(undefined as unknown as NativeEvalBatch))).code).toBe('INVALID_ARGUMENT');
+    });
+  });
+
+  describe('decode runs: bad requests are rejected (INVALID_ARGUMENT), rollback takes back only what the last run did', () => {
+    const greedy: NativeSamplingParams = {
+      temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, penaltyLastN: 64,
+      biasIds: new Int32Array(0), biasValues: new Float64Array(0),
+    };
+    /** A run of `steps` greedy steps after the prompt [1, 403, 407] (positions 0-2 written by an eval). */
+    const request = (steps = 4): NativeDecodeRequest => {
+      const table = new BigInt64Array(64).fill(-1n);
+      table.set([0n, 1n, 2n]);
+      return {
+        token: 261,
+        positions: BigInt64Array.from({ length: steps }, (_, i) => BigInt(3 + i)),
+        slots: Int32Array.from({ length: steps }, (_, i) => 3 + i),
+        slotPositions: table,
+        mask: vanillaMask(64),
+        recent: Int32Array.of(1, 403, 407, 261),
+        endAfter: new Uint8Array(512),
+        budgetMs: 0,
+        sampling: greedy,
+        rngState: Uint32Array.of(1, 2, 3, 4),
+        out: new Float32Array(512),
+        sampledOut: new Int32Array(steps),
+      };
+    };
+
+    test.each([
+      ['no steps', /1 to min/, (r: NativeDecodeRequest) => ({ ...r, positions: new BigInt64Array(0), slots: new Int32Array(0) })],
+      ['positions not increasing', /positions\[1\]/, (r: NativeDecodeRequest) => ({ ...r, positions: BigInt64Array.from([3n, 3n, 4n, 5n]) })],
+      ['slot twice', /twice/, (r: NativeDecodeRequest) => ({ ...r, slots: Int32Array.from([3, 4, 3, 5]) })],
+      ['slot out of range', /slots\[3\]/, (r: NativeDecodeRequest) => ({ ...r, slots: Int32Array.from([3, 4, 5, 64]) })],
+      ['a table entry newer than the run', /slotPositions\[2\].*older/, (r: NativeDecodeRequest) => {
+        const t = r.slotPositions.slice();
+        t[2] = 3n;
+        return { ...r, slotPositions: t };
+      }],
+      ['table of the wrong length', /slotPositions/, (r: NativeDecodeRequest) => ({ ...r, slotPositions: new BigInt64Array(10).fill(-1n) })],
+      ['token out of range', /token/, (r: NativeDecodeRequest) => ({ ...r, token: 512 })],
+      ['endAfter of the wrong length', /endAfter/, (r: NativeDecodeRequest) => ({ ...r, endAfter: new Uint8Array(10) })],
+      ['rngState of the wrong length', /rngState/, (r: NativeDecodeRequest) => ({ ...r, rngState: new Uint32Array(2) })],
+      ['a bias id outside the vocabulary', /biasIds\[0\]/, (r: NativeDecodeRequest) => ({ ...r, sampling: { ...greedy, biasIds: Int32Array.of(600), biasValues: Float64Array.of(1) } })],
+      ['topP 0', /topP/, (r: NativeDecodeRequest) => ({ ...r, sampling: { ...greedy, topP: 0 } })],
+      ['out of the wrong length', /'out'/, (r: NativeDecodeRequest) => ({ ...r, out: new Float32Array(3) })],
+      ['sampledOut too short', /sampledOut/, (r: NativeDecodeRequest) => ({ ...r, sampledOut: new Int32Array(2) })],
+    ] as const)('%s', async (_label, pattern, make) => {
+      const ctx = context();
+      await ctx.eval(new SlotTable(64, 0).batch([1, 403, 407], vanillaMask(64), 'last'));
+      const err = await rejects(() => ctx.decode!(make(request())));
+      expect(err.code).toBe('INVALID_ARGUMENT');
+      expect(err.message).toMatch(pattern);
+      ctx.dispose();
+    });
+
+    test('a run equals evals one by one with argmax between them; rollback restores the rows it overwrote', async () => {
+      const table = new SlotTable(64, 0);
+      const ref = context();
+      let logits = await ref.eval(table.batch([1, 403, 407], vanillaMask(64), 'last'));
+      const ids: number[] = [];
+      let token = 261;
+      for (let k = 0; k < 4; k++) {
+        logits = await ref.eval(table.batch([token], vanillaMask(64), 'last'));
+        token = argmaxRow(logits, 0, 512);
+        ids.push(token);
+      }
+
+      const ctx = context();
+      await ctx.eval(new SlotTable(64, 0).batch([1, 403, 407], vanillaMask(64), 'last'));
+      const r = request();
+      const result = await ctx.decode!(r);
+      expect(result).toMatchObject({ steps: 4, sampled: 4 });
+      expect(Array.from(r.sampledOut)).toEqual(ids);
+      expect(Array.from(r.out)).toEqual(Array.from(logits));
+      expect(ctx.stats()).toMatchObject({ evals: 5, calls: 2 });
+
+      // Take back the last 3 steps and evaluate the first sampled id again: same logits as the reference's.
+      ctx.rollback!(3);
+      expect((await failure(() => ctx.rollback!(2))).message).toMatch(/can take back 1/);
+      const again = new SlotTable(64, 0);
+      again.batch([1, 403, 407, 261], vanillaMask(64), 'last');
+      const redo = await ctx.eval(again.batch([ids[0]], vanillaMask(64), 'last'));
+      const check = context();
+      const t2 = new SlotTable(64, 0);
+      await check.eval(t2.batch([1, 403, 407, 261], vanillaMask(64), 'last'));
+      expect(Array.from(redo)).toEqual(Array.from(await check.eval(t2.batch([ids[0]], vanillaMask(64), 'last'))));
+      // An eval ends what the last run can take back.
+      expect((await failure(() => ctx.rollback!(1))).code).toBe('INVALID_ARGUMENT');
+      for (const c of [ref, ctx, check]) c.dispose();
+      expect((await failure(() => ctx.rollback!(0))).code).toBe('DISPOSED');
+      expect((await rejects(() => ctx.decode!(request()))).code).toBe('DISPOSED');
+    });
+
+    test('a segmented context (the GPU path, on the CPU) runs the same steps and takes them back the same way', async () => {
+      const results: { ids: number[]; logits: number[]; after: number[] }[] = [];
+      for (const segmented of [false, true]) {
+        const ctx = context({ segmented });
+        await ctx.eval(new SlotTable(64, 0).batch([1, 403, 407], vanillaMask(64), 'last'));
+        const r = request(6);
+        await ctx.decode!(r);
+        ctx.rollback!(4);
+        const t = new SlotTable(64, 0);
+        t.batch([1, 403, 407, 261, r.sampledOut[0]], vanillaMask(64), 'last');
+        const after = await ctx.eval(t.batch([r.sampledOut[1]], vanillaMask(64), 'last'));
+        results.push({ ids: Array.from(r.sampledOut), logits: Array.from(r.out), after: Array.from(after) });
+        ctx.dispose();
+      }
+      expect(results[1].ids).toEqual(results[0].ids);
+      for (const key of ['logits', 'after'] as const)
+        for (let i = 0; i < 512; i++) expect(Math.abs(results[1][key][i] - results[0][key][i])).toBeLessThanOrEqual(1e-5); // as test/engine/segmented.test.ts
+    });
+
+    test('a context with a top-k archive takes no runs', async () => {
+      const ctx = context({ nSlot: 60, nArchive: 4, topKFromLayer: 2 });
+      const err = await rejects(() => ctx.decode!({ ...request(), slotPositions: new BigInt64Array(64).fill(-1n) }));
+      expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/top-k archive/) });
+      ctx.dispose();
     });
   });
 

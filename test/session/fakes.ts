@@ -58,8 +58,8 @@ export class FakeContext implements NativeContext {
     return (this.options.nSlot + this.options.nArchive) * nLayer * nHeadKV * headDim * 2 * (this.options.kvType === 'f16' ? 2 : 4);
   }
 
-  stats(): { evals: number; computeSeconds: number } {
-    return { evals: this.batches.length, computeSeconds: 0 };
+  stats(): { evals: number; calls: number; computeSeconds: number } {
+    return { evals: this.batches.length, calls: this.batches.length, computeSeconds: 0 };
   }
 
   dispose(): void {

@@ -214,7 +214,7 @@ describe('stories260K on the native engine', () => {
   });
   test('stats counts the native evals and their compute time, which the wall time around them bounds', async () => {
     const s = model.createSession({ attention: { nLocal: 128 }, chunkSize: 32 });
-    expect(s.stats).toEqual({ evals: 0, computeSeconds: 0 });
+    expect(s.stats).toEqual({ evals: 0, calls: 0, computeSeconds: 0 });
     const t0 = process.hrtime.bigint();
     await s.append(storyIds.slice(0, 100)); // 4 chunks of <= 32
     let steps = 0;
@@ -222,6 +222,8 @@ describe('stories260K on the native engine', () => {
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
     // generate evaluates every sampled token but the last (held back for the next operation)
     expect(s.stats.evals).toBe(4 + steps - 1);
+    // The 19 decode evals ran as one decode run (the first token is sampled from the prompt's logits).
+    expect(s.stats.calls).toBe(4 + 1);
     expect(s.stats.computeSeconds).toBeGreaterThan(0);
     expect(s.stats.computeSeconds).toBeLessThan(wall);
     s.dispose();

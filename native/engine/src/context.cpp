@@ -187,6 +187,7 @@ int64_t Context::stagedOutputRows() const {
 
 void Context::stage(const Batch& b) {
   Impl& c = *impl_;
+  c.journalSteps = 0;  // the next write makes the last decode run's journal stale
   const ContextOptions& o = c.opt;
   const Hyperparameters& hp = c.model->hp;
   if (b.n < 1 || b.n > o.maxBatch)

@@ -91,6 +91,10 @@ struct Context::Impl {
   // MultiEval: the batch's K/V rows of the layer being computed, in the K/V type ([n][Hkv]).
   std::vector<uint8_t> kNewRows, vNewRows;
   uint32_t stampEpoch = 0;
+  // decode(): before each step, every layer's K and V row of the slot it overwrites (rollback()).
+  std::vector<uint8_t> journal;
+  std::vector<int32_t> journalSlots;
+  int64_t journalSteps = 0;
 
   std::atomic<bool> opFailed{false};
   std::mutex opErrorMutex;
@@ -115,6 +119,8 @@ struct Context::Impl {
   void applyArchiveCopies();
   // Reserves the compute buffer for the largest graph, once.
   void ensureComputeBuffer();
+  // decode(): copies each layer's K and V rows of `slot` into (save) or out of the journal entry.
+  void journalRows(int64_t entry, int32_t slot, bool save);
 };
 
 }  // namespace lmi::engine

@@ -38,6 +38,7 @@
 #include "ggml.h"
 #include "gguf.h"
 #include "lmi/engine.h"
+#include "lmi/sampling.h"
 
 namespace eng = lmi::engine;
 
@@ -294,6 +295,67 @@ void printTimes(const Executor& e) {
               static_cast<long long>(e.decodeTokens));
 }
 
+// A decode run from the end of the stream: 16 greedy steps, then the last 8 taken back and the 9th
+// token evaluated again with an eval. Returns the run's ids, its last logits and the eval's logits.
+struct RunCheck {
+  std::vector<int32_t> ids;
+  std::vector<float> runLogits, afterRollback;
+};
+
+RunCheck decodeRunCheck(Executor& e, const Step& last, const lmi::attn::LambdaMask& mask, int64_t nVocab,
+                        int64_t nGlobal, int64_t nSlot) {
+  constexpr int64_t kSteps = 16, kKeep = 8;
+  std::vector<int64_t> table = last.slotPositions;
+  for (size_t i = 0; i < last.slots.size(); i++) table[static_cast<size_t>(last.slots[i])] = last.positions[i];
+  const int64_t start = last.positions.back() + 1;
+  std::vector<int64_t> positions;
+  std::vector<int32_t> slots;
+  for (int64_t i = 0; i <= kSteps; i++) {
+    const int64_t pos = start + i;
+    positions.push_back(pos);
+    slots.push_back(static_cast<int32_t>(pos < nGlobal ? pos : nGlobal + (pos - nGlobal) % (nSlot - nGlobal)));
+  }
+  const std::vector<int32_t> recent = {5};
+  const std::vector<uint8_t> endAfter(static_cast<size_t>(nVocab), 0);
+  eng::DecodeRun r;
+  r.token = 5;
+  r.maxSteps = kSteps;
+  r.positions = positions.data();
+  r.slots = slots.data();
+  r.slotPositions = table.data();
+  r.nSlotPositions = static_cast<int64_t>(table.size());
+  r.mask = mask;
+  r.recent = recent.data();
+  r.nRecent = 1;
+  r.endAfter = endAfter.data();
+  eng::SamplingParams greedy;
+  greedy.temperature = 0;
+  eng::TokenSampler sampler(greedy, nVocab);
+  eng::Sfc32 rng{1, 2, 3, 4};
+  RunCheck out;
+  out.ids.resize(kSteps);
+  out.runLogits.resize(static_cast<size_t>(nVocab));
+  const eng::DecodeOutcome o = e.ctx->decode(r, sampler, rng, out.ids.data(), out.runLogits.data());
+  if (o.steps != kSteps || o.sampled != kSteps) throw std::runtime_error(e.name + ": the decode run stopped early");
+  e.ctx->rollback(kSteps - kKeep);
+  // The stream now ends with step kKeep - 1 (token ids[kKeep - 2]); evaluate ids[kKeep - 1] next.
+  for (int64_t i = 0; i < kKeep; i++) table[static_cast<size_t>(slots[i])] = positions[i];
+  const int32_t token = out.ids[kKeep - 1];
+  eng::Batch b;
+  b.n = 1;
+  b.tokens = &token;
+  b.positions = &positions[kKeep];
+  b.slots = &slots[kKeep];
+  b.slotPositions = table.data();
+  b.nSlotPositions = static_cast<int64_t>(table.size());
+  b.mask = mask;
+  b.logits = eng::LogitsMode::Last;
+  e.ctx->stage(b);
+  out.afterRollback.resize(static_cast<size_t>(nVocab));
+  e.ctx->run(out.afterRollback.data());
+  return out;
+}
+
 int run(const Args& a) {
   eng::ModelSpec spec = specFromGguf(a.model, a.threads);
   const int64_t nVocab = spec.hparams.nVocab;
@@ -354,11 +416,32 @@ int run(const Args& a) {
     }
   }
 
+  // Decode runs (several sampled tokens per call) and their rollback, on every executor.
+  std::vector<RunCheck> runs;
+  for (Executor& e : ex) runs.push_back(decodeRunCheck(e, steps.back(), mask, nVocab, nGlobal, nSlot));
+  Agreement runSeg, afterSeg;
+  runSeg.add(runs[0].runLogits.data(), runs[1].runLogits.data(), 1, nVocab);
+  afterSeg.add(runs[0].afterRollback.data(), runs[1].afterRollback.data(), 1, nVocab);
+  const bool runOk = runs[1].ids == runs[0].ids && std::max(runSeg.maxAbs, afterSeg.maxAbs) <= 1e-4;
+  if (!runOk) std::printf("FAIL: cpu segmented decode run or rollback differs from cpu single\n");
+  bool gpuRunOk = true;
+  if (ex.size() > 2) {
+    int64_t same = 0;
+    while (same < static_cast<int64_t>(runs[0].ids.size()) && runs[2].ids[same] == runs[0].ids[same]) same++;
+    std::printf("gpu decode run: greedy ids agree with the cpu's for %lld of 16 steps\n", static_cast<long long>(same));
+    if (same >= 8) {  // the same stream up to the rollback point: the logits after it are comparable
+      Agreement after;
+      after.add(runs[0].afterRollback.data(), runs[2].afterRollback.data(), 1, nVocab);
+      after.print("gpu, eval after rollback");
+      gpuRunOk = after.relRms() <= 0.03;
+    }
+  }
+
   std::printf("timings:\n");
   for (const Executor& e : ex) printTimes(e);
   std::printf("agreement with cpu single:\n");
   segVsSingle.print("cpu segmented");
-  const bool cpuOk = segVsSingle.maxAbs <= 1e-4;
+  const bool cpuOk = segVsSingle.maxAbs <= 1e-4 && runOk;
   if (!cpuOk) std::printf("FAIL: cpu segmented differs from cpu single by %.3e (> 1e-4)\n", segVsSingle.maxAbs);
   if (ex.size() <= 2) {
     if (!cpuOk) return 1;
@@ -368,7 +451,7 @@ int run(const Args& a) {
   }
   gpuVsCpu.print("gpu segmented");
   gpuDecode.print("gpu segmented, decode rows");
-  const bool gpuOk = gpuVsCpu.relRms() <= 0.03 && gpuVsCpu.argmaxShare() >= 0.9;
+  const bool gpuOk = gpuVsCpu.relRms() <= 0.03 && gpuVsCpu.argmaxShare() >= 0.9 && gpuRunOk;
   if (!gpuOk) std::printf("FAIL: gpu logits outside the tolerance (RMS(Δ)/spread <= 3e-2, argmax >= 90%%)\n");
   if (ex[2].decodeSeconds > 0 && ex[0].decodeSeconds > 0)
     std::printf("gpu decode is %.1fx the cpu's speed\n",

@@ -147,6 +147,33 @@ struct Batch {
   LogitsMode logits = LogitsMode::Last;
 };
 
+// A decode run (Context::decode): evaluate `token`, sample the next token from its logits, evaluate
+// that one, and so on, one token per forward pass, without returning to the caller in between.
+// Step i writes its token at positions[i] into slots[i], as a one-token eval with the slot table
+// as it stands after the steps before it.
+struct DecodeRun {
+  int32_t token = 0;                       // the first token to evaluate (sampled before the run)
+  int64_t maxSteps = 0;                    // forward passes at most; positions and slots hold this many
+  const int64_t* positions = nullptr;      // [maxSteps], increasing
+  const int32_t* slots = nullptr;          // [maxSteps], distinct, in [0, nSlot)
+  const int64_t* slotPositions = nullptr;  // [nSlot]: the table before the run, each older than positions[0]
+  int64_t nSlotPositions = 0;
+  attn::LambdaMask mask;
+  const int32_t* recent = nullptr;  // the stream's latest tokens, oldest first, ending with `token`
+  int64_t nRecent = 0;
+  const uint8_t* endAfter = nullptr;  // [nVocab]: a nonzero entry ends the run once that id is sampled
+  double budgetSeconds = 0;           // no step starts once this much time has passed (0: no limit)
+};
+
+struct DecodeOutcome {
+  int64_t steps = 0;    // forward passes done: `token` and the first steps - 1 sampled ids were evaluated
+  int64_t sampled = 0;  // ids written: steps, or steps - 1 when the sampler declined the last row (-1)
+  double computeSeconds = 0;  // in the forward passes
+};
+
+class TokenSampler;
+struct Sfc32;
+
 class Context {
  public:
   // Allocates K/V for every layer (not cleared: a slot is read only after a batch wrote it);
@@ -164,6 +191,19 @@ class Context {
   // Computes the staged batch: archive copies, then the forward pass; writes
   // stagedOutputRows() * nVocab floats to logits. Throws Error (ErrorCode::Native).
   void run(float* logits);
+
+  // Validates a run (throws Error with ErrorCode::InvalidArgument): what decode() checks first.
+  // Contexts with a top-k archive take no runs.
+  void checkDecode(const DecodeRun& run) const;
+  // Runs it: sampledOut receives the sampled ids (at most maxSteps), lastLogits the last pass's
+  // logits (nVocab floats). The rows each step overwrites are kept until the next stage() or
+  // decode(), so rollback() can undo the last steps. Throws Error.
+  DecodeOutcome decode(const DecodeRun& run, TokenSampler& sampler, Sfc32& rng, int32_t* sampledOut,
+                       float* lastLogits);
+  // Puts back the K/V rows the last `steps` steps of the latest decode() overwrote, newest first:
+  // the cache is then as if the run had stopped `steps` passes earlier. Throws Error
+  // (InvalidArgument) for more steps than that run did, or after a stage().
+  void rollback(int64_t steps);
 
   size_t kvBytes() const;
   int64_t nVocab() const;

@@ -48,7 +48,7 @@ export function median(xs) {
 /**
  * Runs a plan of phases against an engine adapter { prefill(ids) , decode(n) -> step seconds[] } and
  * returns one record per phase: prefill (tokens, seconds, tokens/s), decode (position it started at,
- * median step, tokens/s from the median), with the process's resident memory after each.
+ * tokens/s = tokens / total time), with the process's resident memory after each.
  */
 export async function runPlan(engine, plan, nVocab, seed) {
   const stream = new TokenStream(nVocab, seed);
@@ -78,7 +78,9 @@ export async function runPlan(engine, plan, nVocab, seed) {
       const wall = steps.reduce((a, b) => a + b, 0);
       // The engine's own compute time, where it reports one: the rest of the wall time is the layers above it.
       const overhead = computeSeconds === undefined ? undefined : { wallSeconds: wall, computeSeconds, fraction: 1 - computeSeconds / wall };
-      phases.push({ kind: 'decode', label: phase.label, position: start, tokens: phase.tokens, medianStepSeconds: med, tokensPerSecond: 1 / med, meanTokensPerSecond: steps.length / wall, overhead, ...memory() });
+      // Rates are tokens / total time: lm-infinite hands out several tokens per native call, so its
+      // per-token steps are bursty and their median is not a decode speed.
+      phases.push({ kind: 'decode', label: phase.label, position: start, tokens: phase.tokens, medianStepSeconds: med, tokensPerSecond: steps.length / wall, overhead, ...memory() });
     } else if (phase.kind === 'reset') {
       await engine.reset();
       position = 0;

@@ -121,7 +121,7 @@ export function formatBenchReport(report: BenchReport): string {
       `${settings.decodeTokens} decode steps per position · prefill piece ${settings.chunkSize} · K/V ${settings.kvType} · ${settings.threads} thread(s)`,
   ];
   for (const m of report.modes) lines.push(`${m.mode}: ${describeAttention(m.resolved)} (${m.seconds.toFixed(1)} s)`);
-  const rows: string[][] = [['mode', 'position', 'decode tok/s', '(mean)', 'prefill tok/s', 'RSS MiB', 'K/V MiB']];
+  const rows: string[][] = [['mode', 'position', 'decode tok/s', 'prefill tok/s', 'RSS MiB', 'K/V MiB']];
   const notes: string[] = [];
   for (const m of report.modes)
     for (const p of m.points) {
@@ -129,8 +129,7 @@ export function formatBenchReport(report: BenchReport): string {
       rows.push([
         m.mode,
         String(p.position),
-        rate(p.decodeMedianTokensPerSecond) + mark,
-        rate(p.decodeTokensPerSecond),
+        rate(p.decodeTokensPerSecond) + mark,
         rate(p.prefillTokensPerSecond),
         mib(p.rssBytes),
         mib(p.kvBytes),
@@ -138,7 +137,7 @@ export function formatBenchReport(report: BenchReport): string {
     }
   lines.push('', formatTable(rows, { leftColumns: 1 }));
   notes.forEach((n, i) => lines.push(`[${i + 1}] ${n}`));
-  lines.push('decode tok/s: 1 / median step; (mean): steps / total time. prefill: the last piece before the position.');
+  lines.push('decode tok/s: tokens / total time. prefill: the last piece before the position.');
   return `${lines.join('\n')}\n`;
 }
 
@@ -147,7 +146,7 @@ export function benchPlotSpec(report: BenchReport): VegaLiteSpec {
   const rows = report.modes.flatMap((m) =>
     m.points
       .filter((p) => p.status === 'ok')
-      .map((p) => ({ mode: m.mode, position: p.position, decode: p.decodeMedianTokensPerSecond, prefill: p.prefillTokensPerSecond, rss: p.rssBytes! / MiB, kv: p.kvBytes! / MiB })),
+      .map((p) => ({ mode: m.mode, position: p.position, decode: p.decodeTokensPerSecond, prefill: p.prefillTokensPerSecond, rss: p.rssBytes! / MiB, kv: p.kvBytes! / MiB })),
   );
   const x = { field: 'position', type: 'quantitative', title: 'stream position (tokens)', scale: { type: 'log', base: 2 } };
   const color = { field: 'mode', type: 'nominal', title: 'mode' };
@@ -166,7 +165,7 @@ export function benchPlotSpec(report: BenchReport): VegaLiteSpec {
       subtitle: `${report.settings.decodeTokens} greedy decode steps per position · K/V ${report.settings.kvType} · ${report.settings.threads} thread(s); vanilla measured up to ${report.settings.vanillaMaxContext} tokens`,
     },
     hconcat: [
-      line('decode', 'decode (1 / median step)', 'tokens / s'),
+      line('decode', 'decode', 'tokens / s'),
       line('prefill', `prefill (last ${report.settings.chunkSize}-token piece)`, 'tokens / s'),
       line('kv', 'K/V memory of the session', 'MiB'),
       line('rss', 'process RSS', 'MiB'),

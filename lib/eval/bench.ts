@@ -11,9 +11,9 @@
  *
  * Measured at each position p:
  * - prefill tokens/s: the last append piece before p (min(chunkSize, tokens appended) tokens ending at p);
- * - decode tokens/s: decodeTokens greedy steps (sampling and detokenization included), each one
- *   evaluated before the clock stops; reported as the mean (tokens / total time) and as 1 / the
- *   median step, which the table and plot show because it shrugs off stalls on a shared machine;
+ * - decode tokens/s: decodeTokens greedy tokens (sampling and detokenization included), all of them
+ *   evaluated before the clock stops, over the total time. Per-token times say little: generate()
+ *   decodes up to 64 tokens per native call and hands them out one by one;
  * - rssBytes: the process's resident memory just after decoding (session alive; process-wide, so
  *   other allocations count too); kvBytes: the session's K/V memory (fixed at creation).
  *
@@ -68,8 +68,6 @@ export interface BenchPoint {
   decodeTokens: number | null;
   /** decodeTokens / total decode time. */
   decodeTokensPerSecond: number | null;
-  /** 1 / the median decode step: what the table and plot show (robust to stalls on a busy machine). */
-  decodeMedianTokensPerSecond: number | null;
   rssBytes: number | null;
   kvBytes: number | null;
 }
@@ -95,7 +93,7 @@ export interface BenchModeResult {
  *   "modes": [ { "mode", "attention", "resolved", "seconds",
  *                "points": [ { "position", "status": "ok" | "skipped" | "failed", "reason"?, "startPosition",
  *                              "prefillTokens", "prefillTokensPerSecond", "decodeTokens", "decodeTokensPerSecond",
- *                              "decodeMedianTokensPerSecond", "rssBytes", "kvBytes" } ] } ]
+ *                              "rssBytes", "kvBytes" } ] } ]
  * }
  */
 export interface BenchReport {
@@ -125,7 +123,6 @@ function emptyPoint(position: number, status: 'skipped' | 'failed', reason: stri
     prefillTokensPerSecond: null,
     decodeTokens: null,
     decodeTokensPerSecond: null,
-    decodeMedianTokensPerSecond: null,
     rssBytes: null,
     kvBytes: null,
   };
@@ -183,32 +180,23 @@ async function appendTimed(
   return { tokens: last, seconds };
 }
 
-/**
- * Times `n` greedy decode steps (end-of-generation ids banned), each evaluated before the clock
- * stops. Returns the total time and the median step (robust to a busy machine's stalls).
- */
+/** Times `n` greedy decode tokens (end-of-generation ids banned), all evaluated before the clock stops. */
 async function decodeTimed(
   session: Session,
   n: number,
   banned: number[],
   signal?: AbortSignal,
-): Promise<{ tokens: number; seconds: number; medianStep: number }> {
+): Promise<{ tokens: number; seconds: number }> {
   const logitBias: Record<number, number> = {};
   for (const id of banned) logitBias[id] = -Infinity;
   const t0 = now();
-  const marks: number[] = [];
+  let tokens = 0;
   for await (const piece of session.generate({ maxTokens: n, temperature: 0, seed: 0, logitBias, signal })) {
     void piece;
-    marks.push(now());
+    tokens++;
   }
   await session.append([], { signal }); // evaluates the last generated token
-  const end = now();
-  // Step k (k >= 1) = eval of token k-1 + sampling of token k; the last step is the final eval.
-  const steps = marks.slice(1).map((t, k) => t - marks[k]);
-  if (marks.length > 0) steps.push(end - marks[marks.length - 1]);
-  steps.sort((a, b) => a - b);
-  const medianStep = steps.length === 0 ? 0 : steps.length % 2 ? steps[steps.length >> 1] : (steps[steps.length / 2 - 1] + steps[steps.length / 2]) / 2;
-  return { tokens: marks.length, seconds: end - t0, medianStep };
+  return { tokens, seconds: now() - t0 };
 }
 
 function lambdaAttention(o: BenchOptions, mode: BenchModeName, archive: number): LambdaAttentionOptions {
@@ -320,7 +308,7 @@ function measured(
   position: number,
   startPosition: number,
   prefill: { tokens: number; seconds: number } | null,
-  decode: { tokens: number; seconds: number; medianStep: number },
+  decode: { tokens: number; seconds: number },
   session: Session,
 ): BenchPoint {
   return {
@@ -331,7 +319,6 @@ function measured(
     prefillTokensPerSecond: prefill && prefill.seconds > 0 ? prefill.tokens / prefill.seconds : null,
     decodeTokens: decode.tokens,
     decodeTokensPerSecond: decode.seconds > 0 ? decode.tokens / decode.seconds : null,
-    decodeMedianTokensPerSecond: decode.medianStep > 0 ? 1 / decode.medianStep : null,
     rssBytes: process.memoryUsage().rss,
     kvBytes: session.kvBytes,
   };

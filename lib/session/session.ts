@@ -28,7 +28,7 @@ import {
   resolveSessionOptions,
 } from './options';
 import { OperationQueue } from './queue';
-import { StopStringFilter } from './stop-strings';
+import { PieceEmitter } from './piece-emitter';
 
 /** What a session needs from its model. */
 export interface SessionHost {
@@ -518,13 +518,14 @@ export class Session {
         await this.feed(Int32Array.of(t.bos), o, null);
       }
       const sampler = new Sampler(o.sampling, this.nVocab);
-      const decoder = t.createStreamingDecoder({ stripLeadingSpace: this.onlyBos });
-      const stops = new StopStringFilter(o.stop);
+      const out = new PieceEmitter(t, o, this.onlyBos, (token) => {
+        this.pushRecent(token);
+        this.onlyBos = false;
+      });
       let endAfter: Uint8Array | null = null;
-      let produced = 0;
-      while (produced < o.maxTokens) {
+      while (out.produced < o.maxTokens) {
         this.checkpoint(o.signal);
-        const steps = this.decodeRunSteps(o, produced);
+        const steps = this.decodeRunSteps(o, out.produced);
         if (steps > 0) {
           // Several tokens per native call: the pending token and the ids sampled after it are
           // evaluated natively, then handed out here one by one. Until a token is handed out, the
@@ -537,26 +538,10 @@ export class Session {
             for (let k = 0; k < run.tokens.length; k++) {
               if (k > 0) this.checkpoint(o.signal);
               const token = run.tokens[k];
-              if (t.isEog(token) || o.stopTokens.has(token)) {
-                evals = k + 1;
-                pending = null;
-                const r = stops.push(decoder.flush());
-                const text = r.stopped ? r.text : r.text + stops.flush();
-                if (text.length > 0) yield { token, text };
-                return { reason: r.stopped ? 'stopString' : 'stopToken', tokens: produced };
-              }
               evals = k + 1;
-              pending = token;
-              this.pushRecent(token);
-              this.onlyBos = false;
-              produced++;
-              const last = produced >= o.maxTokens;
-              const r = stops.push(decoder.push(token) + (last ? decoder.flush() : ''));
-              if (r.stopped) {
-                yield { token, text: r.text };
-                return { reason: 'stopString', tokens: produced };
-              }
-              yield { token, text: last ? r.text + stops.flush() : r.text };
+              pending = out.isStop(token) ? null : token;
+              const end = yield* out.handOut(token);
+              if (end !== null) return end;
             }
             // Every id handed out; a run that stopped short of sampling (the TypeScript sampler takes
             // its last row) keeps all its steps with nothing pending.
@@ -572,25 +557,11 @@ export class Session {
         if (this.pending !== null) await this.feed(EMPTY, o, null);
         this.cache.checkFits(1);
         const token = sampler.sample(this.lastLogits!, this.recentWindow(o.sampling.penaltyLastN));
-        if (t.isEog(token) || o.stopTokens.has(token)) {
-          const r = stops.push(decoder.flush());
-          const text = r.stopped ? r.text : r.text + stops.flush();
-          if (text.length > 0) yield { token, text };
-          return { reason: r.stopped ? 'stopString' : 'stopToken', tokens: produced };
-        }
-        this.pending = token;
-        this.pushRecent(token);
-        this.onlyBos = false;
-        produced++;
-        const last = produced >= o.maxTokens;
-        const r = stops.push(decoder.push(token) + (last ? decoder.flush() : ''));
-        if (r.stopped) {
-          yield { token, text: r.text };
-          return { reason: 'stopString', tokens: produced };
-        }
-        yield { token, text: last ? r.text + stops.flush() : r.text };
+        if (!out.isStop(token)) this.pending = token;
+        const end = yield* out.handOut(token);
+        if (end !== null) return end;
       }
-      return { reason: 'maxTokens', tokens: produced };
+      return { reason: 'maxTokens', tokens: out.produced };
     } finally {
       this.queue.release();
     }

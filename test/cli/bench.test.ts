@@ -31,7 +31,6 @@ describe('lm-infinite bench', () => {
       expect(p.startPosition).toBeGreaterThanOrEqual(p.position);
       expect(p.decodeTokens).toBe(4);
       expect(p.decodeTokensPerSecond).toBeGreaterThan(0);
-      expect(p.decodeMedianTokensPerSecond).toBeGreaterThan(0);
       expect(p.rssBytes).toBeGreaterThan(1 << 20);
       expect(p.kvBytes).toBe(lambda.points[0].kvBytes); // fixed at creation
     }

@@ -2,8 +2,11 @@
 // spares the caller one round trip per token (for a small model on the JS side of N-API that
 // round trip cost as much as the forward pass), and keeps what each step overwrote so that the
 // caller can take back the tokens it did not use.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "context_impl.h"
 #include "lmi/sampling.h"

@@ -2,6 +2,8 @@
  * The native addon's surface, declared once. Only lib/native and the typed wrappers over it
  * (lib/attention, ...) touch these functions; everything else goes through the wrappers.
  */
+import type { ResolvedSamplingOptions } from '../sampling/sampler';
+
 export interface NativeAttentionArgs {
   nQ: number;
   nHead: number;
@@ -179,16 +181,8 @@ export interface NativeEvalBatch {
   out?: Float32Array;
 }
 
-/** The sampler's resolved options as NativeContext.decode() takes them (lib/sampling/sampler.ts). */
-export interface NativeSamplingParams {
-  temperature: number;
-  topK: number;
-  topP: number;
-  minP: number;
-  repeatPenalty: number;
-  presencePenalty: number;
-  frequencyPenalty: number;
-  penaltyLastN: number;
+/** The sampler's resolved options as NativeContext.decode() takes them (the seed is in rngState). */
+export interface NativeSamplingParams extends Omit<ResolvedSamplingOptions, 'seed' | 'logitBias'> {
   /** Logit bias as two parallel arrays (distinct ids). */
   biasIds: Int32Array;
   biasValues: Float64Array;

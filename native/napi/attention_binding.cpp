@@ -5,6 +5,7 @@
 #include <string>
 
 #include "js_args.h"
+#include "mask_args.h"
 #include "safe_async_worker.h"
 #include "lmi/attention.h"
 
@@ -125,17 +126,10 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
       throw ArgError("'encoding.kind' must be 'rope', 'alibi' or 'none'");
     }
 
-    Napi::Object mask = requireObject(requireField(args, "mask"), "mask");
-    constexpr int64_t kMaxPos = int64_t(1) << 52;
-    p.mask.lambda = requireBool(mask, "lambda");
-    p.mask.origin = requireInteger(mask, "origin", 0, kMaxPos);
-    p.mask.nGlobal = requireInteger(mask, "nGlobal", 0, kMaxPos);
-    p.mask.nLocal = requireInteger(mask, "nLocal", 1, kMaxPos);
-    p.mask.limitDistance = requireInteger(mask, "limitDistance", 0, kMaxPos);
-
+    p.mask = parseLambdaMask(requireObject(requireField(args, "mask"), "mask"));
     Napi::Object topK = requireObject(requireField(args, "topK"), "topK");
     p.topK.k = static_cast<int>(requireInteger(topK, "k", 0, 1 << 20));
-    p.topK.insertAt = requireInteger(topK, "insertAt", 0, kMaxPos);
+    p.topK.insertAt = requireInteger(topK, "insertAt", 0, kMaxJsPosition);
 
     attn::RunOptions opts;
     opts.threads = static_cast<int>(requireInteger(args, "threads", 1, 1024));
@@ -171,14 +165,7 @@ Napi::Value Classify(const Napi::CallbackInfo& info) {
     Napi::TypedArray i = requireTypedArray(holder, "i", napi_bigint64_array, "BigInt64Array");
     Napi::TypedArray j = requireTypedArray(holder, "j", napi_bigint64_array, "BigInt64Array");
     requireLength(j, "j", static_cast<int64_t>(i.ElementLength()));
-    Napi::Object mask = requireObject(info[2], "mask");
-    constexpr int64_t kMaxPos = int64_t(1) << 52;
-    attn::LambdaMask m;
-    m.lambda = requireBool(mask, "lambda");
-    m.origin = requireInteger(mask, "origin", 0, kMaxPos);
-    m.nGlobal = requireInteger(mask, "nGlobal", 0, kMaxPos);
-    m.nLocal = requireInteger(mask, "nLocal", 1, kMaxPos);
-    m.limitDistance = requireInteger(mask, "limitDistance", 0, kMaxPos);
+    const attn::LambdaMask m = parseLambdaMask(requireObject(info[2], "mask"));
     const int64_t* iv = dataOf<int64_t>(i);
     const int64_t* jv = dataOf<int64_t>(j);
     Napi::Int8Array out = Napi::Int8Array::New(env, i.ElementLength());

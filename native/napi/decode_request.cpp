@@ -4,6 +4,7 @@
 #include <string>
 
 #include "js_args.h"
+#include "mask_args.h"
 
 namespace lmi::napi {
 
@@ -40,13 +41,7 @@ void parseDecodeRequest(const Napi::Object& o, int64_t nVocab, DecodeRequest* ou
     throw ArgError("'endAfter' must have nVocab = " + std::to_string(nVocab) + " entries, got " +
                    std::to_string(q.endAfter.size()));
 
-  constexpr int64_t kMaxPos = int64_t(1) << 52;
-  Napi::Object mask = requireObject(requireField(o, "mask"), "mask");
-  r.mask.lambda = requireBool(mask, "lambda");
-  r.mask.origin = requireInteger(mask, "origin", 0, kMaxPos);
-  r.mask.nGlobal = requireInteger(mask, "nGlobal", 0, kMaxPos);
-  r.mask.nLocal = requireInteger(mask, "nLocal", 1, kMaxPos);
-  r.mask.limitDistance = requireInteger(mask, "limitDistance", 0, kMaxPos);
+  r.mask = parseLambdaMask(requireObject(requireField(o, "mask"), "mask"));
   r.budgetSeconds = requireRange(o, "budgetMs", 0, 3.6e6) / 1000.0;
 
   Napi::Object s = requireObject(requireField(o, "sampling"), "sampling");

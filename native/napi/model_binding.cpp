@@ -24,6 +24,7 @@
 #include "decode_request.h"
 #include "eval_thread.h"
 #include "js_args.h"
+#include "mask_args.h"
 #include "safe_async_worker.h"
 #include "lmi/engine.h"
 #include "lmi/sampling.h"
@@ -195,16 +196,10 @@ eng::Batch parseBatch(const Napi::Object& o) {
   b.slotPositions = typedData<int64_t>(slotPositions);
   b.nSlotPositions = static_cast<int64_t>(slotPositions.ElementLength());
 
-  constexpr int64_t kMaxPos = int64_t(1) << 52;
-  Napi::Object mask = requireObject(requireField(o, "mask"), "mask");
-  b.mask.lambda = requireBool(mask, "lambda");
-  b.mask.origin = requireInteger(mask, "origin", 0, kMaxPos);
-  b.mask.nGlobal = requireInteger(mask, "nGlobal", 0, kMaxPos);
-  b.mask.nLocal = requireInteger(mask, "nLocal", 1, kMaxPos);
-  b.mask.limitDistance = requireInteger(mask, "limitDistance", 0, kMaxPos);
+  b.mask = parseLambdaMask(requireObject(requireField(o, "mask"), "mask"));
   Napi::Object topK = requireObject(requireField(o, "topK"), "topK");
   b.topK.k = static_cast<int>(requireInteger(topK, "k", 0, 1 << 20));
-  b.topK.insertAt = requireInteger(topK, "insertAt", 0, kMaxPos);
+  b.topK.insertAt = requireInteger(topK, "insertAt", 0, kMaxJsPosition);
   const std::string logits = requireString(o, "logits");
   if (logits == "all") b.logits = eng::LogitsMode::All;
   else if (logits == "last") b.logits = eng::LogitsMode::Last;
@@ -226,6 +221,27 @@ std::unordered_map<napi_env, EngineClasses*> gClasses;
 int kConstructTag = 0;  // its address marks constructor calls made by the bindings
 
 EngineClasses& classesFor(Napi::Env env);
+
+// What a job off the JS thread (a context's compute thread, a libuv worker) reports back to it.
+struct JobOutcome {
+  bool ok = false;
+  std::string code, error;  // lib/errors.ts code and message when !ok
+
+  // Runs fn on the compute thread; an exception becomes (code, error).
+  template <typename Fn>
+  void run(Fn&& fn) {
+    try {
+      fn();
+      ok = true;
+    } catch (const eng::Error& e) {
+      code = eng::errorCodeName(e.code());
+      error = e.what();
+    } catch (const std::exception& e) {
+      code = "NATIVE";
+      error = e.what();
+    }
+  }
+};
 
 struct ContextSlot {
   std::shared_ptr<eng::Context> context;  // null once disposed
@@ -262,10 +278,30 @@ class ContextWrap : public Napi::ObjectWrap<ContextWrap> {
   Napi::Value Eval(const Napi::CallbackInfo& info);
   Napi::Value Decode(const Napi::CallbackInfo& info);
 
+  // Throws unless the context can take `call` now: not disposed, no eval in flight.
+  void requireIdle(const char* call) const {
+    if (!slot_->context) throw CodedError("DISPOSED", "NativeContext has been disposed and cannot be used any more");
+    if (slot_->inFlight)
+      throw CodedError("INVALID_ARGUMENT", std::string(call) +
+                                               "() called while another eval() on this context is still running; "
+                                               "await it first (one eval at a time per context)");
+  }
+
+  // The context's compute thread, started by its first eval.
+  EvalThread& thread(Napi::Env env) {
+    if (!slot_->thread) {
+      try {
+        slot_->thread = EvalThread::start(env);
+      } catch (const std::exception& e) {
+        throw CodedError("NATIVE", e.what());
+      }
+    }
+    return *slot_->thread;
+  }
+
   Napi::Value Rollback(const Napi::CallbackInfo& info) {
     return callOrThrow(info.Env(), [&]() -> Napi::Value {
-      if (!slot_->context) throw CodedError("DISPOSED", "NativeContext has been disposed and cannot be used any more");
-      if (slot_->inFlight) throw CodedError("INVALID_ARGUMENT", "rollback() called while an eval is running");
+      requireIdle("rollback");
       if (info.Length() < 1 || !info[0].IsNumber()) throw ArgError("rollback(steps) expects a number");
       const double steps = info[0].As<Napi::Number>().DoubleValue();
       if (!(steps >= 0 && steps <= 1e9) || steps != static_cast<double>(static_cast<int64_t>(steps)))
@@ -305,11 +341,7 @@ Napi::Value ContextWrap::Eval(const Napi::CallbackInfo& info) {
   Napi::Value result;
   Napi::Value error;
   const bool ok = captureError(env, [&] {
-    if (!slot_->context) throw CodedError("DISPOSED", "NativeContext has been disposed and cannot be used any more");
-    if (slot_->inFlight)
-      throw CodedError("INVALID_ARGUMENT",
-                       "eval() called while another eval() on this context is still running; await it first "
-                       "(one eval at a time per context)");
+    requireIdle("eval");
     if (info.Length() < 1) throw ArgError("eval(batch) expects one argument");
     Napi::Object batch = requireObject(info[0], "batch");
     eng::Batch b = parseBatch(batch);
@@ -332,17 +364,9 @@ Napi::Value ContextWrap::Eval(const Napi::CallbackInfo& info) {
                        std::to_string(rows) + " × " + std::to_string(nVocab) + " = " + std::to_string(length) +
                        " logits");
     }
-    if (!slot_->thread) {
-      try {
-        slot_->thread = EvalThread::start(env);
-      } catch (const std::exception& e) {
-        throw CodedError("NATIVE", e.what());
-      }
-    }
-    struct Outcome {
-      bool ok = false;
+    EvalThread& worker = thread(env);
+    struct Outcome : JobOutcome {
       double seconds = 0;
-      std::string code, error;
     };
     auto outcome = std::make_shared<Outcome>();
     auto outRef = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(out));
@@ -351,21 +375,14 @@ Napi::Value ContextWrap::Eval(const Napi::CallbackInfo& info) {
     float* data = out.ElementLength() > 0 ? out.Data() : nullptr;
     std::shared_ptr<ContextSlot> slot = slot_;
     slot_->inFlight = true;
-    slot_->thread->submit(
+    worker.submit(
         env,
         [context, data, outcome] {
-          try {
+          outcome->run([&] {
             const auto t0 = std::chrono::steady_clock::now();
             context->run(data);
             outcome->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            outcome->ok = true;
-          } catch (const eng::Error& e) {
-            outcome->code = eng::errorCodeName(e.code());
-            outcome->error = e.what();
-          } catch (const std::exception& e) {
-            outcome->code = "NATIVE";
-            outcome->error = e.what();
-          }
+          });
         },
         [slot, deferred, outRef, outcome](Napi::Env e) {
           slot->inFlight = false;
@@ -388,11 +405,7 @@ Napi::Value ContextWrap::Decode(const Napi::CallbackInfo& info) {
   Napi::Value result;
   Napi::Value error;
   const bool ok = captureError(env, [&] {
-    if (!slot_->context) throw CodedError("DISPOSED", "NativeContext has been disposed and cannot be used any more");
-    if (slot_->inFlight)
-      throw CodedError("INVALID_ARGUMENT",
-                       "decode() called while another eval() on this context is still running; await it first "
-                       "(one eval at a time per context)");
+    requireIdle("decode");
     if (info.Length() < 1) throw ArgError("decode(request) expects one argument");
     Napi::Object o = requireObject(info[0], "request");
     const int64_t nVocab = slot_->context->nVocab();
@@ -405,17 +418,9 @@ Napi::Value ContextWrap::Decode(const Napi::CallbackInfo& info) {
     Napi::TypedArray sampledOut = requireTypedArray(o, "sampledOut", napi_int32_array, "Int32Array");
     if (static_cast<int64_t>(sampledOut.ElementLength()) < request->run.maxSteps)
       throw ArgError("'sampledOut' must hold at least as many ids as the run has steps");
-    if (!slot_->thread) {
-      try {
-        slot_->thread = EvalThread::start(env);
-      } catch (const std::exception& e) {
-        throw CodedError("NATIVE", e.what());
-      }
-    }
-    struct Outcome {
-      bool ok = false;
-      eng::DecodeOutcome run;
-      std::string code, error;
+    EvalThread& worker = thread(env);
+    struct Outcome : JobOutcome {
+      eng::DecodeOutcome decoded;
     };
     auto outcome = std::make_shared<Outcome>();
     auto outRef = std::make_shared<Napi::Reference<Napi::TypedArray>>(Napi::Persistent(out));
@@ -426,20 +431,13 @@ Napi::Value ContextWrap::Decode(const Napi::CallbackInfo& info) {
     std::shared_ptr<eng::Context> context = slot_->context;
     std::shared_ptr<ContextSlot> slot = slot_;
     slot_->inFlight = true;
-    slot_->thread->submit(
+    worker.submit(
         env,
         [context, request, logits, sampled, outcome] {
-          try {
+          outcome->run([&] {
             eng::TokenSampler sampler(request->sampling, context->nVocab());
-            outcome->run = context->decode(request->run, sampler, request->rng, sampled, logits);
-            outcome->ok = true;
-          } catch (const eng::Error& e) {
-            outcome->code = eng::errorCodeName(e.code());
-            outcome->error = e.what();
-          } catch (const std::exception& e) {
-            outcome->code = "NATIVE";
-            outcome->error = e.what();
-          }
+            outcome->decoded = context->decode(request->run, sampler, request->rng, sampled, logits);
+          });
         },
         [slot, deferred, outRef, sampledRef, request, outcome](Napi::Env e) {
           slot->inFlight = false;
@@ -447,13 +445,13 @@ Napi::Value ContextWrap::Decode(const Napi::CallbackInfo& info) {
             deferred.Reject(makeError(e, outcome->code, outcome->error).Value());
             return;
           }
-          slot->evals += static_cast<double>(outcome->run.steps);
+          slot->evals += static_cast<double>(outcome->decoded.steps);
           slot->calls += 1;
-          slot->computeSeconds += outcome->run.computeSeconds;
+          slot->computeSeconds += outcome->decoded.computeSeconds;
           Napi::Object r = Napi::Object::New(e);
-          r.Set("steps", static_cast<double>(outcome->run.steps));
-          r.Set("sampled", static_cast<double>(outcome->run.sampled));
-          r.Set("computeSeconds", outcome->run.computeSeconds);
+          r.Set("steps", static_cast<double>(outcome->decoded.steps));
+          r.Set("sampled", static_cast<double>(outcome->decoded.sampled));
+          r.Set("computeSeconds", outcome->decoded.computeSeconds);
           Napi::Uint32Array rng = Napi::Uint32Array::New(e, 4);
           rng[0] = request->rng.a;
           rng[1] = request->rng.b;
@@ -492,16 +490,15 @@ class EvalManyWorker : public SafeAsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    try {
+    JobOutcome o;
+    o.run([&] {
       std::vector<eng::Context*> raw;
       for (auto& c : contexts_) raw.push_back(c.get());
       eval_->run(raw, outData_);
-    } catch (const eng::Error& e) {
-      code_ = eng::errorCodeName(e.code());
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      code_ = "NATIVE";
-      SetError(e.what());
+    });
+    if (!o.ok) {
+      code_ = o.code;
+      SetError(o.error);
     }
   }
 
@@ -677,14 +674,11 @@ class LoadWorker : public SafeAsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    try {
-      model_ = eng::loadModel(spec_);
-    } catch (const eng::Error& e) {
-      code_ = eng::errorCodeName(e.code());
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      code_ = "NATIVE";
-      SetError(e.what());
+    JobOutcome o;
+    o.run([&] { model_ = eng::loadModel(spec_); });
+    if (!o.ok) {
+      code_ = o.code;
+      SetError(o.error);
     }
   }
 

@@ -76,6 +76,15 @@ export interface NativeAddon extends NativeEngine {
    * Q8_0, Q2_K..Q6_K; else UNSUPPORTED). Synchronous, for tests and tools that build small models.
    */
   quantize(type: number, data: Float32Array, nPerRow: number): Uint8Array;
+  /**
+   * The native sampler (what decode runs sample with) on one row: the id, or -1 where it leaves the
+   * row to lib/sampling (NaN or +Infinity logits, nothing left to sample); the sfc32 state after.
+   * Synchronous, for tests that hold it against lib/sampling.
+   */
+  sampleToken(args: { logits: Float32Array; sampling: NativeSamplingParams; rngState: Uint32Array; recent: Int32Array }): {
+    token: number;
+    rngState: Uint32Array;
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

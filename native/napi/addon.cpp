@@ -9,6 +9,7 @@
 #include "js_args.h"
 #include "model_binding.h"
 #include "quantize_binding.h"
+#include "sampling_binding.h"
 #include "system_binding.h"
 
 namespace {
@@ -39,6 +40,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("cpuHasAvx2Fma", Napi::Function::New(env, lmi::napi::CpuHasAvx2Fma, "cpuHasAvx2Fma"));
     exports.Set("loadModel", Napi::Function::New(env, lmi::napi::LoadModel, "loadModel"));
     exports.Set("quantize", Napi::Function::New(env, lmi::napi::Quantize, "quantize"));
+    exports.Set("sampleToken", Napi::Function::New(env, lmi::napi::SampleToken, "sampleToken"));
     exports.Set("systemInfo", Napi::Function::New(env, lmi::napi::SystemInfo, "systemInfo"));
   });
   return exports;

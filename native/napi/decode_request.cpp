@@ -1,29 +1,12 @@
 #include "decode_request.h"
 
-#include <cmath>
 #include <string>
 
 #include "js_args.h"
 #include "mask_args.h"
+#include "sampling_binding.h"
 
 namespace lmi::napi {
-
-namespace {
-
-template <typename T>
-std::vector<T> copyTyped(const Napi::TypedArray& a) {
-  const T* data = reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-  return std::vector<T>(data, data + a.ElementLength());
-}
-
-double requireRange(const Napi::Object& o, const char* name, double min, double max) {
-  const double v = requireNumber(o, name);
-  if (!(v >= min && v <= max))
-    throw ArgError(std::string("'") + name + "' must be in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
-  return v;
-}
-
-}  // namespace
 
 void parseDecodeRequest(const Napi::Object& o, int64_t nVocab, DecodeRequest* out) {
   DecodeRequest& q = *out;
@@ -42,37 +25,10 @@ void parseDecodeRequest(const Napi::Object& o, int64_t nVocab, DecodeRequest* ou
                    std::to_string(q.endAfter.size()));
 
   r.mask = parseLambdaMask(requireObject(requireField(o, "mask"), "mask"));
-  r.budgetSeconds = requireRange(o, "budgetMs", 0, 3.6e6) / 1000.0;
+  r.budgetSeconds = requireNumberIn(o, "budgetMs", 0, 3.6e6) / 1000.0;
 
-  Napi::Object s = requireObject(requireField(o, "sampling"), "sampling");
-  engine::SamplingParams& p = q.sampling;
-  p.temperature = requireRange(s, "temperature", 0, 1e300);
-  p.topK = requireInteger(s, "topK", 0, int64_t(1) << 40);
-  p.topP = requireNumber(s, "topP");
-  if (!(p.topP > 0 && p.topP <= 1)) throw ArgError("'topP' must be in (0, 1]");
-  p.minP = requireRange(s, "minP", 0, 1);
-  p.repeatPenalty = requireNumber(s, "repeatPenalty");
-  if (!(p.repeatPenalty > 0)) throw ArgError("'repeatPenalty' must be > 0");
-  p.presencePenalty = requireNumber(s, "presencePenalty");
-  p.frequencyPenalty = requireNumber(s, "frequencyPenalty");
-  p.penaltyLastN = requireInteger(s, "penaltyLastN", 0, int64_t(1) << 20);
-  Napi::TypedArray biasIds = requireTypedArray(s, "biasIds", napi_int32_array, "Int32Array");
-  Napi::TypedArray biasValues = requireTypedArray(s, "biasValues", napi_float64_array, "Float64Array");
-  if (biasIds.ElementLength() != biasValues.ElementLength())
-    throw ArgError("biasIds and biasValues must have the same length");
-  const std::vector<int32_t> ids = copyTyped<int32_t>(biasIds);
-  const std::vector<double> values = copyTyped<double>(biasValues);
-  for (size_t i = 0; i < ids.size(); i++) {
-    if (ids[i] < 0 || ids[i] >= nVocab) throw ArgError("biasIds[" + std::to_string(i) + "] is not a token id");
-    if (std::isnan(values[i]) || values[i] == INFINITY)
-      throw ArgError("biasValues[" + std::to_string(i) + "] must be finite or -Infinity");
-    p.logitBias.emplace_back(ids[i], values[i]);
-  }
-
-  Napi::TypedArray rng = requireTypedArray(o, "rngState", napi_uint32_array, "Uint32Array");
-  if (rng.ElementLength() != 4) throw ArgError("'rngState' must hold 4 words");
-  const std::vector<uint32_t> st = copyTyped<uint32_t>(rng);
-  q.rng = {st[0], st[1], st[2], st[3]};
+  q.sampling = parseSamplingParams(requireObject(requireField(o, "sampling"), "sampling"), nVocab);
+  q.rng = parseRngState(o);
 
   r.maxSteps = static_cast<int64_t>(q.positions.size());
   r.positions = q.positions.data();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace lmi::napi {
 
@@ -61,6 +62,20 @@ inline std::string requireString(const Napi::Object& o, const char* name) {
   Napi::Value v = requireField(o, name);
   if (!v.IsString()) throw ArgError(std::string("'") + name + "' must be a string");
   return v.As<Napi::String>().Utf8Value();
+}
+
+inline double requireNumberIn(const Napi::Object& o, const char* name, double min, double max) {
+  const double v = requireNumber(o, name);
+  if (!(v >= min && v <= max))
+    throw ArgError(std::string("'") + name + "' must be in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  return v;
+}
+
+// A typed array's elements, copied (for work that outlives the call).
+template <typename T>
+std::vector<T> copyTyped(const Napi::TypedArray& a) {
+  const T* data = reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+  return std::vector<T>(data, data + a.ElementLength());
 }
 
 // A typed array of exactly the given element type.

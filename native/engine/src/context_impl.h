@@ -91,10 +91,12 @@ struct Context::Impl {
   // MultiEval: the batch's K/V rows of the layer being computed, in the K/V type ([n][Hkv]).
   std::vector<uint8_t> kNewRows, vNewRows;
   uint32_t stampEpoch = 0;
-  // decode(): before each step, every layer's K and V row of the slot it overwrites (rollback()).
+  // decode(): before the run, every layer's K and V rows of the slots its steps overwrite
+  // ([layer][K, V][step] rows), so that rollback() can put them back.
   std::vector<uint8_t> journal;
-  std::vector<int32_t> journalSlots;
-  int64_t journalSteps = 0;
+  std::vector<int32_t> journalSlots;  // [journalCapacity]: the run's slots
+  int64_t journalCapacity = 0;
+  int64_t journalSteps = 0;  // steps done that rollback() can take back
 
   std::atomic<bool> opFailed{false};
   std::mutex opErrorMutex;
@@ -119,8 +121,9 @@ struct Context::Impl {
   void applyArchiveCopies();
   // Reserves the compute buffer for the largest graph, once.
   void ensureComputeBuffer();
-  // decode(): copies each layer's K and V rows of `slot` into (save) or out of the journal entry.
-  void journalRows(int64_t entry, int32_t slot, bool save);
+  // decode(): copies every layer's K and V rows of the run's steps [from, to) into (save) or out
+  // of the journal.
+  void journalRows(int64_t from, int64_t to, bool save);
 };
 
 }  // namespace lmi::engine

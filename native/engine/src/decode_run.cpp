@@ -62,18 +62,26 @@ void Context::checkDecode(const DecodeRun& r) const {
     invalid("mask fields out of range");
 }
 
-void Context::Impl::journalRows(int64_t entry, int32_t slot, bool save) {
+void Context::Impl::journalRows(int64_t from, int64_t to, bool save) {
+  // Steps with consecutive slots (a ring's, a vanilla stream's) move as one block per tensor: on a
+  // GPU that is one copy per layer and K/V instead of one per step.
   const int64_t nLayer = model->hp.nLayer;
   const size_t row = target.kCache[0]->nb[1];
-  uint8_t* base = journal.data() + static_cast<size_t>(entry) * static_cast<size_t>(2 * nLayer) * row;
-  for (int64_t il = 0; il < nLayer; il++) {
-    ggml_tensor* kv[2] = {target.kCache[il], target.vCache[il]};
-    for (int w = 0; w < 2; w++) {
-      uint8_t* j = base + static_cast<size_t>(2 * il + w) * row;
-      const size_t offset = static_cast<size_t>(slot) * row;
-      if (save) ggml_backend_tensor_get(kv[w], j, offset, row);  // a memcpy for host buffers
-      else ggml_backend_tensor_set(kv[w], j, offset, row);
+  for (int64_t a = from; a < to;) {
+    int64_t b = a + 1;
+    while (b < to && journalSlots[b] == journalSlots[b - 1] + 1) b++;
+    const size_t offset = static_cast<size_t>(journalSlots[a]) * row;
+    const size_t bytes = static_cast<size_t>(b - a) * row;
+    for (int64_t il = 0; il < nLayer; il++) {
+      ggml_tensor* kv[2] = {target.kCache[il], target.vCache[il]};
+      for (int w = 0; w < 2; w++) {
+        uint8_t* j = journal.data() + (static_cast<size_t>(2 * il + w) * static_cast<size_t>(journalCapacity) +
+                                       static_cast<size_t>(a)) * row;
+        if (save) ggml_backend_tensor_get(kv[w], j, offset, bytes);  // a memcpy for host buffers
+        else ggml_backend_tensor_set(kv[w], j, offset, bytes);
+      }
     }
+    a = b;
   }
 }
 
@@ -82,11 +90,15 @@ DecodeOutcome Context::decode(const DecodeRun& r, TokenSampler& sampler, Sfc32& 
   checkDecode(r);
   Impl& c = *impl_;
   const auto start = std::chrono::steady_clock::now();
+  // Every row the run may overwrite is kept before it starts (a run that ends early kept a few
+  // rows too many, which costs less than a copy per step).
   const size_t row = c.target.kCache[0]->nb[1];
-  const size_t entry = static_cast<size_t>(2 * c.model->hp.nLayer) * row;
-  if (c.journal.size() < entry * static_cast<size_t>(r.maxSteps)) c.journal.resize(entry * static_cast<size_t>(r.maxSteps));
-  c.journalSlots.resize(static_cast<size_t>(std::max<int64_t>(r.maxSteps, static_cast<int64_t>(c.journalSlots.size()))));
+  const size_t bytes = static_cast<size_t>(2 * c.model->hp.nLayer) * row * static_cast<size_t>(r.maxSteps);
+  if (c.journal.size() < bytes) c.journal.resize(bytes);
+  c.journalSlots.assign(r.slots, r.slots + r.maxSteps);
+  c.journalCapacity = r.maxSteps;
   c.journalSteps = 0;
+  c.journalRows(0, r.maxSteps, true);
 
   // The staged batch is one token; the table is the context's own copy, updated after each step.
   std::memcpy(c.slotPos.data(), r.slotPositions, sizeof(int64_t) * r.nSlotPositions);
@@ -104,8 +116,6 @@ DecodeOutcome Context::decode(const DecodeRun& r, TokenSampler& sampler, Sfc32& 
     c.tokens[0] = token;
     c.qPos[0] = r.positions[i];
     c.slotIndex[0] = r.slots[i];
-    c.journalRows(i, r.slots[i], true);
-    c.journalSlots[i] = r.slots[i];
     c.journalSteps = i + 1;
     const auto t0 = std::chrono::steady_clock::now();
     run(lastLogits);
@@ -131,10 +141,8 @@ void Context::rollback(int64_t steps) {
   if (steps < 0 || steps > c.journalSteps)
     invalid("rollback of " + std::to_string(steps) + " steps; the latest decode run can take back " +
             std::to_string(c.journalSteps));
-  for (int64_t k = 0; k < steps; k++) {
-    const int64_t i = c.journalSteps - 1 - k;
-    c.journalRows(i, c.journalSlots[i], false);
-  }
+  // The steps' slots are distinct, so the order of the copies back does not matter.
+  c.journalRows(c.journalSteps - steps, c.journalSteps, false);
   c.journalSteps -= steps;
 }
 

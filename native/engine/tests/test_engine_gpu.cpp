@@ -300,6 +300,7 @@ void printTimes(const Executor& e) {
 struct RunCheck {
   std::vector<int32_t> ids;
   std::vector<float> runLogits, afterRollback;
+  double msPerStep = 0;  // the run's wall time per step (forward passes, sampling, the rows it keeps)
 };
 
 RunCheck decodeRunCheck(Executor& e, const Step& last, const lmi::attn::LambdaMask& mask, int64_t nVocab,
@@ -335,7 +336,9 @@ RunCheck decodeRunCheck(Executor& e, const Step& last, const lmi::attn::LambdaMa
   RunCheck out;
   out.ids.resize(kSteps);
   out.runLogits.resize(static_cast<size_t>(nVocab));
+  const auto t0 = std::chrono::steady_clock::now();
   const eng::DecodeOutcome o = e.ctx->decode(r, sampler, rng, out.ids.data(), out.runLogits.data());
+  out.msPerStep = 1000.0 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kSteps;
   if (o.steps != kSteps || o.sampled != kSteps) throw std::runtime_error(e.name + ": the decode run stopped early");
   e.ctx->rollback(kSteps - kKeep);
   // The stream now ends with step kKeep - 1 (token ids[kKeep - 2]); evaluate ids[kKeep - 1] next.
@@ -438,7 +441,11 @@ int run(const Args& a) {
   }
 
   std::printf("timings:\n");
-  for (const Executor& e : ex) printTimes(e);
+  for (size_t i = 0; i < ex.size(); i++) {
+    printTimes(ex[i]);
+    std::printf("  %-16s decode run %.2f ms/step (16 steps, greedy sampling between them)\n", ex[i].name.c_str(),
+                runs[i].msPerStep);
+  }
   std::printf("agreement with cpu single:\n");
   segVsSingle.print("cpu segmented");
   const bool cpuOk = segVsSingle.maxAbs <= 1e-4 && runOk;

@@ -141,5 +141,6 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       weightLayouts: typeof native.weightLayouts === 'function' ? Object.freeze(native.weightLayouts().map((l) => Object.freeze(l))) : [],
     },
     tokenizer,
+    typeof addon.sampleToken === 'function' ? addon.sampleToken : undefined,
   );
 }

@@ -1,5 +1,5 @@
 import { DisposedError } from '../errors';
-import type { NativeArchitecture, NativeDevice, NativeHyperparameters, NativeModel, NativeWeightLayout } from '../native/types';
+import type { NativeArchitecture, NativeDevice, NativeHyperparameters, NativeModel, NativeSampleToken, NativeWeightLayout } from '../native/types';
 import { Session, type SessionHost } from '../session/session';
 import type { SessionOptions } from '../session/options';
 import type { Tokenizer } from '../tokenizer';
@@ -39,13 +39,14 @@ export class Model {
   private readonly host: SessionHost;
 
   /** @internal Use loadModel(). */
-  constructor(native: NativeModel, info: ModelInfo, tokenizer: Tokenizer) {
+  constructor(native: NativeModel, info: ModelInfo, tokenizer: Tokenizer, nativeSampler?: NativeSampleToken) {
     this.native = native;
     this.info = Object.freeze({ ...info, hparams: Object.freeze({ ...info.hparams }) });
     this.tokenizer = tokenizer;
     const self = this;
     this.host = {
       tokenizer,
+      nativeSampler,
       nVocab: info.nVocab,
       nLayer: info.hparams.nLayer,
       contextLength: info.contextLength,

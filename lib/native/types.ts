@@ -81,11 +81,13 @@ export interface NativeAddon extends NativeEngine {
    * row to lib/sampling (NaN or +Infinity logits, nothing left to sample); the sfc32 state after.
    * Synchronous, for tests that hold it against lib/sampling.
    */
-  sampleToken(args: { logits: Float32Array; sampling: NativeSamplingParams; rngState: Uint32Array; recent: Int32Array }): {
-    token: number;
-    rngState: Uint32Array;
-  };
+  sampleToken: NativeSampleToken;
 }
+
+export type NativeSampleToken = (args: { logits: Float32Array; sampling: NativeSamplingParams; rngState: Uint32Array; recent: Int32Array }) => {
+  token: number;
+  rngState: Uint32Array;
+};
 
 // ---------------------------------------------------------------------------------------------
 // The model engine (issue: loader, tokenizers, engine, ring-buffer sessions).

@@ -11,7 +11,7 @@
 import { AbortError, DisposedError, InvalidArgumentError, NativeError } from '../errors';
 import { evalBatch, KvCache, type KvCachePlan } from '../cache/kv-cache';
 import { fromNativeError } from '../native/addon';
-import type { NativeContext, NativeDecodeResult, NativeEvalBatch, NativeModel } from '../native/types';
+import type { NativeContext, NativeDecodeResult, NativeEvalBatch, NativeModel, NativeSampleToken } from '../native/types';
 import { MAX_PENALTY_WINDOW } from '../sampling/sampler';
 import { Sampler } from '../sampling/sampler';
 import { logSumExp } from '../sampling/transforms';
@@ -33,6 +33,8 @@ import { PieceEmitter } from './piece-emitter';
 /** What a session needs from its model. */
 export interface SessionHost {
   readonly tokenizer: Tokenizer;
+  /** The addon's sampler, when there is one (lib/sampling's Sampler uses it). */
+  readonly nativeSampler?: NativeSampleToken;
   readonly nVocab: number;
   readonly nLayer: number;
   readonly contextLength: number;
@@ -517,7 +519,7 @@ export class Session {
           throw new InvalidArgumentError('the stream is empty and this tokenizer adds no BOS: append a prompt before generate()');
         await this.feed(Int32Array.of(t.bos), o, null);
       }
-      const sampler = new Sampler(o.sampling, this.nVocab);
+      const sampler = new Sampler(o.sampling, this.nVocab, this.host.nativeSampler);
       const out = new PieceEmitter(t, o, this.onlyBos, (token) => {
         this.pushRecent(token);
         this.onlyBos = false;

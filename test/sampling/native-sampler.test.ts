@@ -104,6 +104,30 @@ describe('native sampler = lib/sampling', () => {
     expect(compare({ temperature: 0.5, repeatPenalty: 1e-300, seed: 1 }, [row], Int32Array.of(4))).toEqual({ same: 0, declined: 1 });
   });
 
+  test('a Sampler given the native sampler (as sessions are) draws what one without it draws', () => {
+    const rng = new Rng(3);
+    for (const options of OPTIONS) {
+      const plain = new Sampler({ ...options, seed: 9 }, 256);
+      const fast = new Sampler({ ...options, seed: 9 }, 256, addon.sampleToken);
+      const history: number[] = [];
+      for (let k = 0; k < 60; k++) {
+        const row = rng.floats(256, 3);
+        if (k % 20 === 7) row[k] = NaN; // declined natively: both take the TypeScript path
+        const outcome = (s: Sampler) => {
+          try {
+            return s.sample(row, history);
+          } catch (err) {
+            return (err as Error).message;
+          }
+        };
+        const a = outcome(plain);
+        expect({ k, options, token: outcome(fast) }).toEqual({ k, options, token: a });
+        if (typeof a === 'number') history.push(a);
+      }
+      expect(Array.from(fast.rngState)).toEqual(Array.from(plain.rngState));
+    }
+  });
+
   test('bad arguments throw INVALID_ARGUMENT', () => {
     const sampling = new Sampler({ seed: 1 }, 8).nativeParams();
     const good = { logits: new Float32Array(8), sampling, rngState: new Uint32Array(4), recent: new Int32Array(0) };

@@ -1,6 +1,7 @@
 #include "sampling_binding.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -10,8 +11,9 @@ namespace lmi::napi {
 
 engine::SamplingParams parseSamplingParams(const Napi::Object& s, int64_t nVocab) {
   engine::SamplingParams p;
-  p.temperature = requireNumberIn(s, "temperature", 0, 1e300);
-  p.topK = requireInteger(s, "topK", 0, int64_t(1) << 40);
+  // The ranges lib/sampling accepts (resolveSamplingOptions), so that no option it takes is refused here.
+  p.temperature = requireNumberIn(s, "temperature", 0, std::numeric_limits<double>::max());
+  p.topK = requireInteger(s, "topK", 0, (int64_t(1) << 53) - 1);
   p.topP = requireNumber(s, "topP");
   if (!(p.topP > 0 && p.topP <= 1)) throw ArgError("'topP' must be in (0, 1]");
   p.minP = requireNumberIn(s, "minP", 0, 1);
@@ -19,7 +21,7 @@ engine::SamplingParams parseSamplingParams(const Napi::Object& s, int64_t nVocab
   if (!(p.repeatPenalty > 0)) throw ArgError("'repeatPenalty' must be > 0");
   p.presencePenalty = requireNumber(s, "presencePenalty");
   p.frequencyPenalty = requireNumber(s, "frequencyPenalty");
-  p.penaltyLastN = requireInteger(s, "penaltyLastN", 0, int64_t(1) << 20);
+  p.penaltyLastN = requireInteger(s, "penaltyLastN", 0, (int64_t(1) << 53) - 1);
   Napi::TypedArray biasIds = requireTypedArray(s, "biasIds", napi_int32_array, "Int32Array");
   Napi::TypedArray biasValues = requireTypedArray(s, "biasValues", napi_float64_array, "Float64Array");
   if (biasIds.ElementLength() != biasValues.ElementLength())

@@ -60,6 +60,9 @@ const OPTIONS: SamplingOptions[] = [
   { temperature: 0, repeatPenalty: 2, penaltyLastN: 64 },
   { temperature: 1, topK: 0, topP: 1, minP: 0, logitBias: { 0: -Infinity, 3: 5, 7: -2.5, 100: 1e-3 } },
   { temperature: 0, logitBias: { 1: -Infinity, 2: 40 } },
+  // The far ends of what resolveSamplingOptions accepts.
+  { temperature: 1e308, topK: Number.MAX_SAFE_INTEGER, topP: 1, minP: 0 },
+  { temperature: 1e-30, topK: 0, topP: 1, minP: 0 },
 ];
 
 describe('native sampler = lib/sampling', () => {

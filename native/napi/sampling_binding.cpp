@@ -49,14 +49,20 @@ Napi::Value SampleToken(const Napi::CallbackInfo& info) {
   try {
     if (info.Length() < 1) throw ArgError("sampleToken(args) expects one argument");
     Napi::Object o = requireObject(info[0], "args");
-    const std::vector<float> logits = copyTyped<float>(requireTypedArray(o, "logits", napi_float32_array, "Float32Array"));
-    if (logits.empty()) throw ArgError("'logits' is empty");
-    const int64_t nVocab = static_cast<int64_t>(logits.size());
-    engine::TokenSampler sampler(parseSamplingParams(requireObject(requireField(o, "sampling"), "sampling"), nVocab),
-                                 nVocab);
+    // Sessions call this once per token when they evaluate one token per call: the row is read in
+    // place and the sampler's buffers are reused (one per thread), so nothing vocabulary-sized is
+    // allocated per token.
+    Napi::TypedArray logits = requireTypedArray(o, "logits", napi_float32_array, "Float32Array");
+    if (logits.ElementLength() == 0) throw ArgError("'logits' is empty");
+    const int64_t nVocab = static_cast<int64_t>(logits.ElementLength());
+    engine::SamplingParams params = parseSamplingParams(requireObject(requireField(o, "sampling"), "sampling"), nVocab);
     engine::Sfc32 rng = parseRngState(o);
     const std::vector<int32_t> recent = copyTyped<int32_t>(requireTypedArray(o, "recent", napi_int32_array, "Int32Array"));
-    const int32_t token = sampler.sample(logits.data(), recent.data(), static_cast<int64_t>(recent.size()), rng);
+    thread_local engine::TokenSampler sampler;
+    sampler.reset(std::move(params), nVocab);
+    const float* row = reinterpret_cast<const float*>(static_cast<const uint8_t*>(logits.ArrayBuffer().Data()) +
+                                                      logits.ByteOffset());
+    const int32_t token = sampler.sample(row, recent.data(), static_cast<int64_t>(recent.size()), rng);
     Napi::Object r = Napi::Object::New(env);
     r.Set("token", static_cast<double>(token));
     Napi::Uint32Array state = Napi::Uint32Array::New(env, 4);

@@ -27,8 +27,12 @@ double Sfc32::next() {
   return (static_cast<double>(hi) * 67108864.0 + static_cast<double>(lo)) / 9007199254740992.0;
 }
 
-TokenSampler::TokenSampler(SamplingParams params, int64_t nVocab) : p_(std::move(params)), nVocab_(nVocab) {
-  l_.resize(static_cast<size_t>(nVocab));
+TokenSampler::TokenSampler(SamplingParams params, int64_t nVocab) { reset(std::move(params), nVocab); }
+
+void TokenSampler::reset(SamplingParams params, int64_t nVocab) {
+  p_ = std::move(params);
+  nVocab_ = nVocab;
+  if (static_cast<int64_t>(l_.size()) < nVocab) l_.resize(static_cast<size_t>(nVocab));
   cand_.reserve(static_cast<size_t>(nVocab));
   probs_.reserve(static_cast<size_t>(nVocab));
 }

@@ -34,6 +34,9 @@ struct SamplingParams {
 class TokenSampler {
  public:
   TokenSampler(SamplingParams params, int64_t nVocab);
+  TokenSampler() = default;
+  // New options or vocabulary size; the buffers are kept (they only grow).
+  void reset(SamplingParams params, int64_t nVocab);
 
   // recent: the stream's latest tokens, oldest first (only the last penaltyLastN are used).
   // Returns -1 where the TypeScript sampler would not simply return an id: a logit that is NaN or
@@ -50,7 +53,7 @@ class TokenSampler {
   void rankCandidates(std::vector<int32_t>* order, int64_t count);
 
   SamplingParams p_;
-  int64_t nVocab_;
+  int64_t nVocab_ = 0;
   std::vector<float> l_;          // the row being transformed
   std::vector<int32_t> cand_;     // ids whose logit is not -Infinity, ascending
   std::vector<double> probs_;     // softmax over cand_

@@ -1,12 +1,19 @@
 // Λ attention against vanilla causal attention on the CPU kernel (lmi::attn::run).
 //
 //   lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]
-//                       [--head-dim D] [--local W] [--portable]
+//                       [--head-dim D] [--local W] [--portable] [--decode-only]
+//                       [--layers N] [--partition] [--no-avx512]
 //
 // decode  : one query. Λ at window w: 10 global + w local keys (nLocal = limitDistance = w)
 //           at stream position 2^20; vanilla at window w: causal over w keys.
 // prefill : n queries against n keys at positions 0..n-1. Λ: nLocal = limitDistance = 2048,
 //           nGlobal = 10; vanilla: causal over all n.
+// --no-avx512: keep to the AVX2 path where the CPU also has the AVX-512 decode tiles.
+// --partition: decode through runPartition(p, 0, 1), the engine's entry point (one thread),
+//           instead of run().
+// --layers N: decode cycles through N independent K/V caches per timed call (as a model's
+//           layers do), so the keys come from memory rather than a cache warmed by the last call;
+//           times are per layer.
 // K/V are f16. GFLOP/s counts 4 * headDim flops per kept (query, key, head): 2 * headDim
 // for q.k and 2 * headDim for p.v.
 #include <algorithm>
@@ -27,8 +34,8 @@ namespace {
 using namespace lmi::attn;
 
 struct Config {
-  bool quick = false, json = false, portable = false;
-  int threads = 0;
+  bool quick = false, json = false, portable = false, decodeOnly = false, partition = false, noAvx512 = false;
+  int threads = 0, layers = 1;
   int nHead = 8, nHeadKV = 4, headDim = 64;
   int64_t nLocal = 2048, nGlobal = 10;
 };
@@ -93,19 +100,29 @@ Problem problemFor(Buffers& b, const Config& c, bool lambda, int64_t nLocal, int
 
 // Seconds per call: the median of calls repeated until minSeconds have passed (at least
 // minReps calls); the median keeps a busy machine's hiccups out of short decode timings.
-double timeCall(const Problem& p, const RunOptions& o, double minSeconds, int minReps, bool warmUp = true) {
-  if (warmUp) run(p, o);  // scratch, RoPE table
+double timeCalls(const std::vector<Problem>& ps, const RunOptions& o, double minSeconds, int minReps,
+                 bool warmUp = true, bool partition = false) {
+  auto call = [&](const Problem& p) {
+    if (partition) runPartition(p, 0, 1, o);
+    else run(p, o);
+  };
+  if (warmUp) call(ps[0]);  // scratch, RoPE table
   std::vector<double> times;
   double total = 0.0;
   do {
     const auto t0 = std::chrono::steady_clock::now();
-    run(p, o);
-    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (const Problem& p : ps) call(p);
+    const double t =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / static_cast<double>(ps.size());
     times.push_back(t);
     total += t;
   } while (total < minSeconds || static_cast<int>(times.size()) < minReps);
   std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
   return times[times.size() / 2];
+}
+
+double timeCall(const Problem& p, const RunOptions& o, double minSeconds, int minReps, bool warmUp = true) {
+  return timeCalls({p}, o, minSeconds, minReps, warmUp);
 }
 
 // Kept (query, key) pairs per head for a query at position i of a stream starting at 0.
@@ -114,6 +131,13 @@ int64_t keptPairs(int64_t i, bool lambda, int64_t nLocal, int64_t nGlobal) {
   const int64_t local = std::min(i + 1, nLocal);
   const int64_t far = i + 1 - local;  // keys at distance >= nLocal
   return local + std::min(far, nGlobal);
+}
+
+// The kernel path these options select on this CPU.
+const char* pathName(const Config& c, bool longName) {
+  if (c.portable || !cpuHasAvx2Fma()) return "portable";
+  if (!c.noAvx512 && cpuHasAvx512()) return longName ? "AVX2/FMA/F16C + AVX-512 decode tiles" : "avx512";
+  return longName ? "AVX2/FMA/F16C" : "avx2";
 }
 
 struct Row {
@@ -127,7 +151,7 @@ void print(const std::vector<Row>& rows, const Config& c, int threads) {
     std::printf("{\"shape\":{\"nHead\":%d,\"nHeadKV\":%d,\"headDim\":%d,\"kv\":\"f16\"},\"threads\":%d,"
                 "\"path\":\"%s\",\"nLocal\":%lld,\"nGlobal\":%lld,\"rows\":[",
                 c.nHead, c.nHeadKV, c.headDim, threads,
-                (!c.portable && cpuHasAvx2Fma()) ? "avx2" : "portable", (long long)c.nLocal, (long long)c.nGlobal);
+                pathName(c, false), (long long)c.nLocal, (long long)c.nGlobal);
     for (size_t i = 0; i < rows.size(); i++) {
       const Row& r = rows[i];
       std::printf("%s{\"kind\":\"%s\",\"size\":%lld,\"lambda\":{\"seconds\":%.6g,\"tokensPerSecond\":%.6g,"
@@ -153,7 +177,8 @@ void print(const std::vector<Row>& rows, const Config& c, int threads) {
 int usage() {
   std::fprintf(stderr,
                "usage: lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]\n"
-               "                           [--head-dim D] [--local W] [--portable]\n");
+               "                           [--head-dim D] [--local W] [--portable] [--decode-only] [--layers N]\n"
+               "                           [--partition] [--no-avx512]\n");
   return 2;
 }
 
@@ -172,10 +197,14 @@ int main(int argc, char** argv) {
     if (s == "--quick") c.quick = true;
     else if (s == "--json") c.json = true;
     else if (s == "--portable") c.portable = true;
+    else if (s == "--decode-only") c.decodeOnly = true;
+    else if (s == "--partition") c.partition = true;
+    else if (s == "--no-avx512") c.noAvx512 = true;
     else if (s == "--threads") { if (!value(c.threads)) return usage(); }
     else if (s == "--heads") { if (!value(c.nHead)) return usage(); }
     else if (s == "--kv-heads") { if (!value(c.nHeadKV)) return usage(); }
     else if (s == "--head-dim") { if (!value(c.headDim)) return usage(); }
+    else if (s == "--layers") { if (!value(c.layers)) return usage(); }
     else if (s == "--local") { if (!value(tmp)) return usage(); c.nLocal = tmp; }
     else return usage();
   }
@@ -184,9 +213,10 @@ int main(int argc, char** argv) {
   RunOptions o;
   o.threads = threads;
   o.forcePortable = c.portable;
+  o.noAvx512 = c.noAvx512;
   if (!c.json)
     std::printf("lmi attention bench: nHead %d, nHeadKV %d, headDim %d, f16 K/V, %d thread(s), %s path%s\n", c.nHead,
-                c.nHeadKV, c.headDim, threads, (!c.portable && cpuHasAvx2Fma()) ? "AVX2/FMA/F16C" : "portable",
+                c.nHeadKV, c.headDim, threads, pathName(c, true),
                 c.quick ? ", quick" : "");
 
   std::vector<Row> rows;
@@ -196,23 +226,28 @@ int main(int argc, char** argv) {
   const std::vector<int64_t> windows =
       c.quick ? std::vector<int64_t>{512, 2048} : std::vector<int64_t>{512, 1024, 2048, 4096, 8192};
   for (int64_t w : windows) {
-    Buffers lam, van;
     const int64_t P = int64_t(1) << 20;  // stream position of the Λ query
-    // Λ ring buffer: nGlobal pinned first tokens, then the last w positions (rotated).
-    for (int64_t t = 0; t < c.nGlobal; t++) lam.slotPos.push_back(t);
-    for (int64_t t = 0; t < w; t++) lam.slotPos.push_back(P - w + 1 + (t + w / 3) % w);
-    lam.qPos = {P};
-    fillRandom(lam, c, 1, static_cast<int64_t>(lam.slotPos.size()), 1);
-    for (int64_t t = 0; t < w; t++) van.slotPos.push_back(t);
-    van.qPos = {w - 1};
-    fillRandom(van, c, 1, w, 2);
+    std::vector<Buffers> lam(c.layers), van(c.layers);
+    std::vector<Problem> lamP, vanP;
+    for (int l = 0; l < c.layers; l++) {
+      // Λ ring buffer: nGlobal pinned first tokens, then the last w positions (rotated).
+      for (int64_t t = 0; t < c.nGlobal; t++) lam[l].slotPos.push_back(t);
+      for (int64_t t = 0; t < w; t++) lam[l].slotPos.push_back(P - w + 1 + (t + w / 3) % w);
+      lam[l].qPos = {P};
+      fillRandom(lam[l], c, 1, static_cast<int64_t>(lam[l].slotPos.size()), 1 + 2 * l);
+      for (int64_t t = 0; t < w; t++) van[l].slotPos.push_back(t);
+      van[l].qPos = {w - 1};
+      fillRandom(van[l], c, 1, w, 2 + 2 * l);
+      lamP.push_back(problemFor(lam[l], c, true, w, 0));
+      vanP.push_back(problemFor(van[l], c, false, w, 0));
+    }
     const double minSec = c.quick ? 0.1 : 0.3;
     Row r;
     r.kind = "decode";
     r.size = w;
     r.tokens = 1;
-    r.lamSec = timeCall(problemFor(lam, c, true, w, 0), o, minSec, 10);
-    r.vanSec = timeCall(problemFor(van, c, false, w, 0), o, minSec, 10);
+    r.lamSec = timeCalls(lamP, o, minSec, 10, true, c.partition);
+    r.vanSec = timeCalls(vanP, o, minSec, 10, true, c.partition);
     r.lamFlops = flopsPerPair * keptPairs(P, true, w, c.nGlobal);
     r.vanFlops = flopsPerPair * keptPairs(w - 1, false, w, c.nGlobal);
     rows.push_back(r);
@@ -221,7 +256,7 @@ int main(int argc, char** argv) {
 
   // Prefill: n queries over n keys.
   const std::vector<int64_t> sizes =
-      c.quick ? std::vector<int64_t>{4096, 8192} : std::vector<int64_t>{4096, 16384, 65536};
+      c.decodeOnly ? std::vector<int64_t>{} : c.quick ? std::vector<int64_t>{4096, 8192} : std::vector<int64_t>{4096, 16384, 65536};
   for (int64_t n : sizes) {
     Buffers b;
     for (int64_t t = 0; t < n; t++) b.slotPos.push_back(t);

@@ -63,6 +63,7 @@ namespace {
 
 constexpr int kKT = 64;                          // keys per tile
 constexpr int kRowsTarget = 64;                  // (query, head) rows per block, target
+constexpr int kLockstepHeads = 8;               // runPartition decode: KV heads walked together
 constexpr int kRowKeysMaxRows = 4;               // blocks with at most this many rows skip transposing keys
 constexpr int64_t kTargetItems = 32;             // run(): split keys below this many items
 constexpr int64_t kMinTilesPerSplit = 4;
@@ -106,6 +107,7 @@ struct Plan {
   const KernelOps* ops = nullptr;
   int G = 1, D = 0, Dp = 0, rd = 0;
   bool rope = false, alibi = false, lambda = true, topk = false;
+  bool fusedLocal = false;  // decode tiles of local keys go to ops->localLogits / accumulateValues
   int kEff = 0;  // top-k entries kept per row: min(k, keys)
   int64_t kStride = 0, vStride = 0;
   int64_t kNewStride = 0, vNewStride = 0;
@@ -138,6 +140,9 @@ struct Scratch {
   std::vector<float> rowSlope, rowGBias, rowMBias;
   std::vector<TopEntry> top;
   std::vector<int> topN;
+  std::vector<const void*> kPtr, vPtr;  // fused decode tiles: each key's K and V row
+  std::vector<const float*> cPtr, sPtr;  // ... and its RoPE coefficients
+  std::vector<float> ropeTile;           // coefficients computed for distances beyond the table
   PlanStore plan;
 
   void ensure(const Plan& P) {
@@ -161,6 +166,9 @@ struct Scratch {
     grow(rowHead, rows);
     grow(top, rows * static_cast<size_t>(std::max(P.kEff, 1)));
     grow(topN, rows);
+    for (auto* v : {&kPtr, &vPtr}) grow(*v, kKT);
+    for (auto* v : {&cPtr, &sPtr}) grow(*v, kKT);
+    grow(ropeTile, static_cast<size_t>(kKT) * std::max(P.rd, 1));
   }
 };
 
@@ -356,6 +364,7 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   P.nItems = pairs * P.nHS * P.nKS;
 
   if (P.rope) P.table = ropeTable(p.pe.thetaBase, p.pe.freqScale, P.rd);
+  P.fusedLocal = ops->localLogits != nullptr && P.D % 16 == 0 && P.D <= 256 && (!P.rope || P.rd % 32 == 0);
 
   if (P.nKS > 1) {
     const size_t items = static_cast<size_t>(P.nItems);
@@ -429,18 +438,26 @@ class Worker {
   Worker(const Plan& P, Scratch& sc) : P_(P), p_(*P.p), sc_(sc), ops_(*P.ops) { sc_.ensure(P); }
 
   void run(int64_t t) {
-    const int64_t item = t;
+    if (!begin(t)) return;
+    visitTiles(t0_, t1_);
+    finish();
+  }
+
+  // run() in three steps, so that several items can walk their tiles in lockstep
+  // (runPartition): begin() returns false for an item with no rows (nothing to do).
+  bool begin(int64_t t) {
+    item_ = t;
     const int ks = static_cast<int>(t % P_.nKS);
     t /= P_.nKS;
     const int hs = static_cast<int>(t % P_.nHS);
     t /= P_.nHS;
     const int64_t b = t % P_.nBlocks;  // neighbouring items share most of their keys
-    const int g = static_cast<int>(t / P_.nBlocks);
+    g_ = static_cast<int>(t / P_.nBlocks);
     const int hBeg = hs * P_.headsPerSub;
-    if (hBeg >= P_.G) return;
+    if (hBeg >= P_.G) return false;
     const int nh = std::min(P_.G - hBeg, P_.headsPerSub);
-    const Block& blk = P_.blocks[b];
-    prepareQueries(blk, g, hBeg, nh);
+    blk_ = &P_.blocks[b];
+    prepareQueries(*blk_, g_, hBeg, nh);
 
     std::fill(sc_.m.begin(), sc_.m.begin() + R_, kNegInf);
     std::fill(sc_.l.begin(), sc_.l.begin() + R_, 0.0f);
@@ -448,11 +465,26 @@ class Worker {
     std::fill(sc_.topN.begin(), sc_.topN.begin() + R_, 0);
 
     // This split's share [t0, t1) of the block's tiles, in visiting order.
-    const int64_t T = blk.tiles(), T0 = blk.tiles0();
-    const int64_t t0 = T * ks / P_.nKS, t1 = T * (ks + 1) / P_.nKS;
-    visit(blk, g, blk.a0, blk.b0, std::min(t0, T0), std::min(t1, T0));
-    visit(blk, g, blk.a1, blk.b1, std::max<int64_t>(t0 - T0, 0), std::max<int64_t>(t1 - T0, 0));
+    const int64_t T = blk_->tiles();
+    t0_ = T * ks / P_.nKS;
+    t1_ = T * (ks + 1) / P_.nKS;
+    return true;
+  }
 
+  // The item's tiles [u0, u1) (within its share [t0, t1)), in visiting order.
+  void visitTiles(int64_t u0, int64_t u1) {
+    const Block& blk = *blk_;
+    const int64_t T0 = blk.tiles0();
+    visit(blk, g_, blk.a0, blk.b0, std::min(u0, T0), std::min(u1, T0));
+    visit(blk, g_, blk.a1, blk.b1, std::max<int64_t>(u0 - T0, 0), std::max<int64_t>(u1 - T0, 0));
+  }
+
+  int64_t tileEnd() const { return t1_; }
+
+  void finish() {
+    const Block& blk = *blk_;
+    const int g = g_;
+    const int64_t item = item_;
     if (P_.nKS == 1) {
       for (int r = 0; r < R_; r++) {
         const int qIdx = P_.qOrder[blk.qBegin + sc_.rowQ[r]];
@@ -589,6 +621,72 @@ class Worker {
     cnt++;
   }
 
+  // K (value = false) or V row of KV head offset headOff for sorted-key slot `slot`.
+  const void* rowAddress(bool value, int64_t slot, int64_t headOff) const {
+    const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
+    const void* base = value ? p_.v : p_.k;
+    int64_t stride = value ? P_.vStride : P_.kStride;
+    if (slot >= p_.nSlot) {  // one of the queries' own rows
+      slot -= p_.nSlot;
+      base = value ? p_.vNew : p_.kNew;
+      stride = value ? P_.vNewStride : P_.kNewStride;
+    }
+    return static_cast<const char*>(base) + (slot * stride + headOff) * elem;
+  }
+
+  // A decode-sized tile whose keys are all local, through the fused primitives: the same
+  // logits as the general path below up to the order of the dot products' sums, and the same
+  // rotation (keys by R(j - a), a = the tile's last key; query rows by R(pmax - a)), softmax
+  // step and value accumulation.
+  void fusedLocalTile(const Block& blk, int g, int64_t c0, int n) {
+    const int Dp = P_.Dp;
+    const int Np = roundUp8(n);
+    const int64_t* jp = P_.sPos + c0;
+    const int64_t* js = P_.sSlot + c0;
+    const int64_t headOff = static_cast<int64_t>(g) * P_.D;
+    const void** kp = sc_.kPtr.data();
+    const void** vp = sc_.vPtr.data();
+    for (int c = 0; c < n; c++) {
+      kp[c] = rowAddress(false, js[c], headOff);
+      vp[c] = rowAddress(true, js[c], headOff);
+    }
+    const float* qLoc = sc_.qLoc.data();
+    const float* const* C = nullptr;
+    const float* const* S = nullptr;
+    if (P_.rope) {
+      const int64_t anchor = jp[n - 1];
+      const float** cp = sc_.cPtr.data();
+      const float** sp = sc_.sPtr.data();
+      for (int c = 0; c < n; c++)
+        P_.table->coeffs(anchor - jp[c], &cp[c], &sp[c], sc_.ropeTile.data() + static_cast<size_t>(c) * P_.rd);
+      C = cp;
+      S = sp;
+      if (anchor != blk.pmax) {
+        const float* Cq;
+        const float* Sq;
+        P_.table->coeffs(blk.pmax - anchor, &Cq, &Sq, sc_.ropeTmp.data());
+        float* qTile = sc_.qTile.data();
+        for (int r = 0; r < R_; r++)
+          ops_.rotate(qLoc + static_cast<size_t>(r) * Dp, qTile + static_cast<size_t>(r) * Dp, P_.rd, Dp,
+                      p_.pe.pairing, Cq, Sq, 1.0f);
+        qLoc = qTile;  // R(i - anchor) q
+      }
+    }
+    float* Sc = sc_.s.data();
+    ops_.localLogits(R_, n, kp, p_.kvType, P_.D, P_.rd, p_.pe.pairing, C, S, qLoc, Dp, Sc, kKT);
+    for (int r = 0; r < R_; r++) {
+      float* row = Sc + static_cast<size_t>(r) * kKT;
+      if (P_.alibi) {
+        const double slope = sc_.rowSlope[r];
+        const int64_t i = sc_.rowI[r];
+        for (int c = 0; c < n; c++) row[c] += static_cast<float>(-slope * static_cast<double>(i - jp[c]));
+      }
+      for (int c = n; c < Np; c++) row[c] = kNegInf;
+    }
+    ops_.softmaxTile(Sc, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
+    ops_.accumulateValues(R_, n, vp, p_.kvType, P_.D, Sc, kKT, sc_.o.data(), Dp);
+  }
+
   // One tile: sorted keys [c0, c0 + n), n <= kKT.
   void tile(const Block& blk, int g, int64_t c0, int n) {
     const LambdaMask& mk = p_.mask;
@@ -613,6 +711,8 @@ class Worker {
       }
     }
 
+    if (kind == Kind::AllLocal && rowKeys_ && P_.fusedLocal) return fusedLocalTile(blk, g, c0, n);
+
     bool anyLocal = kind == Kind::AllLocal, anyGlobal = kind == Kind::AllGlobal, anyMiddle = kind == Kind::AllMiddle;
     int8_t* cls = sc_.cls.data();
     if (kind == Kind::Mixed) {
@@ -633,7 +733,9 @@ class Worker {
     // Keys as rows (kRaw, kRot) for decode-sized blocks, transposed (ktRaw, ktLoc) otherwise.
     const int64_t headOff = static_cast<int64_t>(g) * D;
     float* kRaw = sc_.kRaw.data();
+#ifndef SKIPK
     gatherRows(P_, sc_, false, headOff, js, n, kRaw);
+#endif
     zeroRows(kRaw, n, Np);
     const float* ktLoc = nullptr;
     const float* ktRaw = nullptr;
@@ -650,8 +752,10 @@ class Worker {
         const float* C;
         const float* S;
         P_.table->coeffs(anchor - jp[c], &C, &S, tmp);  // R(j - anchor), j <= anchor
+#ifndef SKIPROT
         ops_.rotate(kRaw + static_cast<size_t>(c) * Dp, kRot + static_cast<size_t>(c) * Dp, P_.rd, Dp,
                     p_.pe.pairing, C, S, -1.0f);
+#endif
       }
       if (anchor != blk.pmax) {
         const float* C;
@@ -762,7 +866,9 @@ class Worker {
 
     ops_.softmaxTile(S, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
     float* vt = sc_.vt.data();
+#ifndef SKIPV
     gatherRows(P_, sc_, true, headOff, js, n, vt);
+#endif
     zeroRows(vt, n, Np);
     ops_.gemm(R_, Dp, Np, S, kKT, vt, Dp, sc_.o.data(), Dp, true);
   }
@@ -771,6 +877,9 @@ class Worker {
   const Problem& p_;
   Scratch& sc_;
   const KernelOps& ops_;
+  int64_t item_ = 0, t0_ = 0, t1_ = 0;
+  const Block* blk_ = nullptr;
+  int g_ = 0;
   int nq_ = 0, nh_ = 0, R_ = 0;
   bool rowKeys_ = false;
   const float* qGlob_ = nullptr;
@@ -821,6 +930,7 @@ void mergePartials(const Plan& P, Scratch& sc) {
 }
 
 const KernelOps& pickOps(const RunOptions& opts) {
+  if (!opts.forcePortable && !opts.noAvx512 && cpuHasAvx512()) return *avx512Ops();
   if (!opts.forcePortable && cpuHasAvx2Fma()) return *avx2Ops();
   return portableOps();
 }
@@ -838,6 +948,19 @@ bool cpuHasAvx2Fma() {
     return (c & (1u << 29)) != 0;  // F16C
   }();
   return has && detail::avx2Ops() != nullptr;
+#else
+  return false;
+#endif
+}
+
+bool cpuHasAvx512() {
+#if defined(LMI_X86_GNU)
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq");
+  }();
+  return has && cpuHasAvx2Fma() && detail::avx512Ops() != nullptr;
 #else
   return false;
 #endif
@@ -909,8 +1032,37 @@ void runPartition(const Problem& p, int ith, int nth, const RunOptions& opts) {
   Lease lease;
   Plan P;
   buildPlan(p, &ops, nth, lease->plan, P);
-  Worker w(P, *lease);
-  for (int64_t t = ith; t < P.nItems; t += nth) w.run(t);
+  const bool decode = P.nBlocks == 1 && P.nHS == 1 && P.nKS == 1 &&
+                      (P.blocks[0].qEnd - P.blocks[0].qBegin) * P.G <= kRowKeysMaxRows;
+  if (!decode) {
+    Worker w(P, *lease);
+    for (int64_t t = ith; t < P.nItems; t += nth) w.run(t);
+    return;
+  }
+  // Decode: the items are the KV heads. Each thread takes a run of neighbouring heads and walks
+  // their tiles in lockstep, reading the neighbouring parts of the same slots' rows one after
+  // the other instead of one head's part of every row, then the next head's: a strided pass
+  // per head reads markedly slower. Rows never interact, so the result is the same bits.
+  const int64_t g0 = P.nItems * ith / nth, g1 = P.nItems * (ith + 1) / nth;
+  for (int64_t gs = g0; gs < g1; gs += kLockstepHeads) {
+    const int k = static_cast<int>(std::min<int64_t>(kLockstepHeads, g1 - gs));
+    std::vector<Lease> extra(static_cast<size_t>(k - 1));
+    std::vector<Worker> ws;
+    ws.reserve(static_cast<size_t>(k));
+    ws.emplace_back(P, *lease);
+    for (Lease& l : extra) ws.emplace_back(P, *l);
+    int64_t T = 0;
+    std::vector<char> live(static_cast<size_t>(k), 0);
+    for (int i = 0; i < k; i++) {
+      live[i] = ws[i].begin(gs + i);
+      if (live[i]) T = std::max(T, ws[i].tileEnd());
+    }
+    for (int64_t u = 0; u < T; u++)
+      for (int i = 0; i < k; i++)
+        if (live[i] && u < ws[i].tileEnd()) ws[i].visitTiles(u, u + 1);
+    for (int i = 0; i < k; i++)
+      if (live[i]) ws[i].finish();
+  }
 }
 
 }  // namespace lmi::attn

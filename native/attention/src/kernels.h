@@ -37,10 +37,25 @@ struct KernelOps {
   // per row, raise the running max m if needed (scaling l and O[r][0..Dp) by exp(old - new)),
   // overwrite S with exp(S - m) and add the row sum to l. Rows that are all -inf become 0.
   void (*softmaxTile)(float* S, int ldS, int R, int N, float* m, float* l, float* O, int ldO, int Dp);
+
+  // Decode tiles whose keys are all local, fused (null where a path has no such code: the caller
+  // then uses the primitives above). Rows are given by pointer (f32 or f16, D elements each);
+  // D % 16 == 0, D <= 256, R <= 4, n <= 64, and with RoPE rd % 32 == 0.
+  // out[r][c] = sum_d Q[r][d] * K'_c[d] for r < R, c < n, where K'_c is key c turned by R(-p_c)
+  // through its pair coefficients C[c], S[c] (rotate() with sign -1; C == nullptr: no RoPE).
+  void (*localLogits)(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
+                      const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
+                      int ldo);
+  // O[r][0..D) += sum over c < n of P[r][c] * V_c, c increasing, one FMA per term (as gemm).
+  void (*accumulateValues)(int R, int n, const void* const* values, KVType type, int D, const float* P, int ldp,
+                           float* O, int ldo);
 };
 
 const KernelOps& portableOps();
 // nullptr when this build or CPU has no AVX2/FMA/F16C path.
 const KernelOps* avx2Ops();
+// The AVX2 primitives plus AVX-512 decode tiles; nullptr when this build has no such path
+// (whether the CPU has AVX-512 is cpuHasAvx512()'s question).
+const KernelOps* avx512Ops();
 
 }  // namespace lmi::attn::detail

@@ -287,7 +287,7 @@ LMI_AVX2 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, f
   }
 }
 
-const KernelOps kAvx2 = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile};
+const KernelOps kAvx2 = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, nullptr, nullptr};
 
 }  // namespace
 

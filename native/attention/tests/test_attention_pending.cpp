@@ -2,7 +2,7 @@
 // attends a batch before writing it into its ring): for the randomized cases, moving each query's
 // row out of its slot into kNew/vNew (or adding it there when no slot held it) must give the same
 // result as the same keys all in slots: bit for bit against the kernel on the all-slots problem,
-// within the usual tolerance against the dense reference. On both kernel paths, with run() and
+// within the usual tolerance against the dense reference. On every kernel path, with run() and
 // runPartition(), with dense and strided new rows.
 #include <chrono>
 
@@ -86,10 +86,8 @@ struct SplitCase {
   }
 };
 
-std::vector<float> compute(Case& c, const Problem& p, bool portable, int partitions) {
+std::vector<float> compute(Case& c, const Problem& p, const RunOptions& o, int partitions) {
   std::fill(c.out.begin(), c.out.end(), NAN);
-  RunOptions o;
-  o.forcePortable = portable;
   if (partitions == 0) {
     run(p, o);
   } else {
@@ -105,7 +103,7 @@ int main(int argc, char** argv) {
   const int nCases = argc > 1 ? std::atoi(argv[1]) : 160;
   const auto t0 = std::chrono::steady_clock::now();
   Rng rng(20231128);
-  const bool avx = cpuHasAvx2Fma();
+  const std::vector<KernelPath> paths = kernelPaths();
   int moved = 0, added = 0;
   for (int idx = 0; idx < nCases; idx++) {
     SplitCase sc(randomCase(rng, idx), rng, idx % 3 == 0 ? 5 : 0);
@@ -113,12 +111,11 @@ int main(int argc, char** argv) {
     moved += sc.moved;
     const ref::Result want = ref::run(w.problem());
     const double tol = w.kvType == KVType::F16 ? 5e-4 : 2e-4;
-    for (int path = 0; path < (avx ? 2 : 1); path++) {
-      const bool portable = path == 1 || !avx;
-      const char* pname = portable ? "portable" : "avx2";
+    for (const KernelPath& kp : paths) {
+      const char* pname = kp.name;
       for (int partitions : {0, 3}) {
-        const std::vector<float> all = compute(w, w.problem(), portable, partitions);
-        const std::vector<float> got = compute(w, sc.split(), portable, partitions);
+        const std::vector<float> all = compute(w, w.problem(), kp.options, partitions);
+        const std::vector<float> got = compute(w, sc.split(), kp.options, partitions);
         LMI_CHECK(bitEqual(got, all), "%s [%s, partitions %d] kNew/vNew differ from the same keys in slots",
                   w.what.c_str(), pname, partitions);
         const double diff = maxDiff(got, want.out, w.headDim, want.ambiguous);

@@ -27,16 +27,15 @@ Case streamCase(Rng& rng, int nHead, int nHeadKV, int D, int64_t base, int64_t n
   return c;
 }
 
-std::vector<float> runCase(Case& c, bool portable, int threads = 1) {
-  RunOptions o;
-  o.forcePortable = portable;
+std::vector<float> runCase(Case& c, const KernelPath& path, int threads = 1) {
+  RunOptions o = path.options;
   o.threads = threads;
   std::fill(c.out.begin(), c.out.end(), NAN);
   run(c.problem(), o);
   return c.out;
 }
 
-std::vector<bool> paths() { return cpuHasAvx2Fma() ? std::vector<bool>{false, true} : std::vector<bool>{true}; }
+std::vector<KernelPath> paths() { return kernelPaths(); }
 
 double relDiff(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0.0;
@@ -79,15 +78,15 @@ void vanillaInsideWindow() {
       c.topK.k = enc == 1 ? 3 : 0;  // no middle keys exist, so top-k changes nothing
       c.topK.insertAt = 150;
       const ref::Result want = ref::run(c.problem());
-      for (bool portable : paths()) {
-        const std::vector<float> lam = runCase(c, portable);
+      for (const KernelPath& path : paths()) {
+        const std::vector<float> lam = runCase(c, path);
         c.mask.lambda = false;
-        const std::vector<float> van = runCase(c, portable);
+        const std::vector<float> van = runCase(c, path);
         c.mask.lambda = true;
-        LMI_CHECK(maxDiff(lam, van, c.headDim) <= 1e-5, "enc=%d nQ=%d portable=%d: Λ inside the window != vanilla (%g)",
-                  enc, nQ, portable, maxDiff(lam, van, c.headDim));
-        LMI_CHECK(maxDiff(van, want.out, c.headDim) <= 2e-4, "enc=%d nQ=%d portable=%d: vanilla vs reference %g", enc,
-                  nQ, portable, maxDiff(van, want.out, c.headDim));
+        LMI_CHECK(maxDiff(lam, van, c.headDim) <= 1e-5, "enc=%d nQ=%d path=%s: Λ inside the window != vanilla (%g)",
+                  enc, nQ, path.name, maxDiff(lam, van, c.headDim));
+        LMI_CHECK(maxDiff(van, want.out, c.headDim) <= 2e-4, "enc=%d nQ=%d path=%s: vanilla vs reference %g", enc,
+                  nQ, path.name, maxDiff(van, want.out, c.headDim));
       }
     }
   }
@@ -109,17 +108,17 @@ void shiftInvariance() {
         // a few empty slots and a shuffled slot order
         c.slotPos[17] = -1;
         c.slotPos[500] = -1;
-        for (bool portable : paths()) {
-          const std::vector<float> base = runCase(c, portable);
+        for (const KernelPath& path : paths()) {
+          const std::vector<float> base = runCase(c, path);
           for (int64_t delta : shifts) {
             Case s = c;
             for (auto& p : s.slotPos)
               if (p >= 0) p += delta;
             for (auto& p : s.qPos) p += delta;
             s.mask.origin += delta;
-            const std::vector<float> shifted = runCase(s, portable, 2);
-            LMI_CHECK(relDiff(base, shifted) <= 1e-5, "enc=%d topk=%d nQ=%d portable=%d delta=%lld: shift changed by %g",
-                      enc, topk, nQ, portable, (long long)delta, relDiff(base, shifted));
+            const std::vector<float> shifted = runCase(s, path, 2);
+            LMI_CHECK(relDiff(base, shifted) <= 1e-5, "enc=%d topk=%d nQ=%d path=%s delta=%lld: shift changed by %g",
+                      enc, topk, nQ, path.name, (long long)delta, relDiff(base, shifted));
           }
         }
         // and the reference agrees at the shifted positions too
@@ -131,7 +130,7 @@ void shiftInvariance() {
           for (auto& p : s.qPos) p += delta;
           s.mask.origin += delta;
           const ref::Result want = ref::run(s.problem());
-          const std::vector<float> got = runCase(s, false);
+          const std::vector<float> got = runCase(s, paths()[0]);
           LMI_CHECK(maxDiff(got, want.out, s.headDim, want.ambiguous) <= 5e-4, "enc=%d topk=%d: shifted vs reference %g",
                     enc, topk, maxDiff(got, want.out, s.headDim, want.ambiguous));
         }
@@ -142,26 +141,26 @@ void shiftInvariance() {
 
 void zerosWhenNothingKept() {
   Rng rng(3);
-  for (bool portable : paths()) {
+  for (const KernelPath& path : paths()) {
     // no slots at all
     Case c = streamCase(rng, 4, 2, 64, 0, 0, 1);
     c.qPos = {5};
     c.nQ = 1;
     c.fill(rng);
-    std::vector<float> got = runCase(c, portable);
+    std::vector<float> got = runCase(c, path);
     LMI_CHECK(std::all_of(got.begin(), got.end(), [](float x) { return x == 0.0f; }), "nSlot = 0 must give zeros");
     // only future keys and empty slots
     Case f = streamCase(rng, 4, 2, 64, 100, 50, 1);
     f.qPos = {99};
     f.slotPos[3] = -1;
-    got = runCase(f, portable);
+    got = runCase(f, path);
     LMI_CHECK(std::all_of(got.begin(), got.end(), [](float x) { return x == 0.0f; }), "future keys must give zeros");
     // Λ without global keys or top-k: keys far behind are masked
     Case m = streamCase(rng, 4, 2, 64, 0, 100, 1);
     m.mask.nGlobal = 0;
     m.mask.nLocal = 16;
     m.qPos = {1000};
-    got = runCase(m, portable);
+    got = runCase(m, path);
     LMI_CHECK(std::all_of(got.begin(), got.end(), [](float x) { return x == 0.0f; }), "middle keys must be masked");
   }
 }
@@ -176,12 +175,12 @@ void longDecode() {
     c.topK.k = variant >= 2 ? 5 : 0;
     c.topK.insertAt = 512;
     const ref::Result want = ref::run(c.problem());
-    for (bool portable : paths()) {
-      const std::vector<float> one = runCase(c, portable, 1);
-      const std::vector<float> four = runCase(c, portable, 4);
-      LMI_CHECK(maxDiff(one, want.out, c.headDim, want.ambiguous) <= 5e-4, "long decode %d portable=%d: %g", variant,
-                portable, maxDiff(one, want.out, c.headDim, want.ambiguous));
-      LMI_CHECK(bitEqual(one, four), "long decode %d portable=%d: threads change the result", variant, portable);
+    for (const KernelPath& path : paths()) {
+      const std::vector<float> one = runCase(c, path, 1);
+      const std::vector<float> four = runCase(c, path, 4);
+      LMI_CHECK(maxDiff(one, want.out, c.headDim, want.ambiguous) <= 5e-4, "long decode %d path=%s: %g", variant,
+                path.name, maxDiff(one, want.out, c.headDim, want.ambiguous));
+      LMI_CHECK(bitEqual(one, four), "long decode %d path=%s: threads change the result", variant, path.name);
     }
   }
 }
@@ -197,10 +196,10 @@ void prefillBlocks() {
     c.topK.insertAt = 64;
     if (variant == 1) encodings(c, 1);
     const ref::Result want = ref::run(c.problem());
-    for (bool portable : paths()) {
-      const std::vector<float> got = runCase(c, portable, 2);
-      LMI_CHECK(maxDiff(got, want.out, c.headDim, want.ambiguous) <= 5e-4, "prefill %d portable=%d: %g", variant,
-                portable, maxDiff(got, want.out, c.headDim, want.ambiguous));
+    for (const KernelPath& path : paths()) {
+      const std::vector<float> got = runCase(c, path, 2);
+      LMI_CHECK(maxDiff(got, want.out, c.headDim, want.ambiguous) <= 5e-4, "prefill %d path=%s: %g", variant,
+                path.name, maxDiff(got, want.out, c.headDim, want.ambiguous));
     }
   }
 }
@@ -226,9 +225,9 @@ void ropeRegimes() {
     c.nQ = 3;
     c.fill(rng);
     const ref::Result want = ref::run(c.problem());
-    for (bool portable : paths()) {
-      const std::vector<float> got = runCase(c, portable);
-      LMI_CHECK(maxDiff(got, want.out, c.headDim) <= 2e-4, "rope regimes pairing=%d portable=%d: %g", pairing, portable,
+    for (const KernelPath& path : paths()) {
+      const std::vector<float> got = runCase(c, path);
+      LMI_CHECK(maxDiff(got, want.out, c.headDim) <= 2e-4, "rope regimes pairing=%d path=%s: %g", pairing, path.name,
                 maxDiff(got, want.out, c.headDim));
     }
   }
@@ -242,17 +241,17 @@ void scratchReuseAndConcurrency() {
   big.topK.insertAt = 10;
   Case small = streamCase(rng, 2, 2, 20, 50, 30, 3, KVType::F16);
   encodings(small, 2);
-  const std::vector<float> b1 = runCase(big, false, 2);
-  const std::vector<float> s1 = runCase(small, false);
-  const std::vector<float> b2 = runCase(big, false, 2);
+  const std::vector<float> b1 = runCase(big, paths()[0], 2);
+  const std::vector<float> s1 = runCase(small, paths()[0]);
+  const std::vector<float> b2 = runCase(big, paths()[0], 2);
   LMI_CHECK(bitEqual(b1, b2), "a call in between changed the result");
   std::vector<float> bt, st;
   Case bc = big, sc = small;
   std::thread t1([&] {
-    for (int i = 0; i < 3; i++) bt = runCase(bc, false, 2);
+    for (int i = 0; i < 3; i++) bt = runCase(bc, paths()[0], 2);
   });
   std::thread t2([&] {
-    for (int i = 0; i < 20; i++) st = runCase(sc, false, 1);
+    for (int i = 0; i < 20; i++) st = runCase(sc, paths()[0], 1);
   });
   t1.join();
   t2.join();

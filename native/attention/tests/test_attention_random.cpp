@@ -1,5 +1,6 @@
-// Randomized cases (fixed seed): the optimized kernel, on both the AVX2 and the portable
-// path, with several thread counts and partitions, against the dense reference.
+// Randomized cases (fixed seed): the optimized kernel, on each path this CPU has (AVX-512
+// decode tiles, AVX2, portable), with several thread counts and partitions, against the dense
+// reference.
 #include <chrono>
 
 #include "random_case.h"
@@ -16,10 +17,8 @@ std::vector<float> runWith(Case& c, RunOptions o) {
   return c.out;
 }
 
-std::vector<float> runParts(Case& c, int nth, bool portable) {
+std::vector<float> runParts(Case& c, int nth, const RunOptions& o) {
   std::fill(c.out.begin(), c.out.end(), NAN);
-  RunOptions o;
-  o.forcePortable = portable;
   const Problem p = c.problem();
   validate(p);
   for (int ith = nth - 1; ith >= 0; ith--) runPartition(p, ith, nth, o);
@@ -32,8 +31,8 @@ int main(int argc, char** argv) {
   const int nCases = argc > 1 ? std::atoi(argv[1]) : 240;
   const auto t0 = std::chrono::steady_clock::now();
   Rng rng(20230816);
-  const bool avx = cpuHasAvx2Fma();
-  if (!avx) std::printf("note: no AVX2/FMA/F16C on this CPU; testing the portable path only\n");
+  const std::vector<KernelPath> paths = kernelPaths();
+  for (const KernelPath& kp : paths) std::printf("path: %s\n", kp.name);
   int skippedRows = 0;
   double worst32 = 0, worst16 = 0;
   for (int idx = 0; idx < nCases; idx++) {
@@ -42,11 +41,10 @@ int main(int argc, char** argv) {
     for (uint8_t a : want.ambiguous) skippedRows += a;
     const double tol = c.kvType == KVType::F16 ? 5e-4 : 2e-4;
 
-    for (int path = 0; path < (avx ? 2 : 1); path++) {
-      const bool portable = path == 1 || !avx;
-      const char* pname = portable ? "portable" : "avx2";
-      RunOptions o;
-      o.forcePortable = portable;
+    for (const KernelPath& kp : paths) {
+      const bool portable = kp.options.forcePortable;
+      const char* pname = kp.name;
+      RunOptions o = kp.options;
       o.threads = 1;
       const std::vector<float> got = runWith(c, o);
       const double diff = maxDiff(got, want.out, c.headDim, want.ambiguous);
@@ -61,11 +59,11 @@ int main(int argc, char** argv) {
 
       // runPartition: every nth gives the same bits, close to run().
       if (idx % 2 == 0 || portable) {
-        const std::vector<float> p1 = runParts(c, 1, portable);
+        const std::vector<float> p1 = runParts(c, 1, o);
         LMI_CHECK(maxDiff(p1, want.out, c.headDim, want.ambiguous) <= tol, "%s [%s] runPartition nth=1 vs reference",
                   c.what.c_str(), pname);
         for (int nth = 2; nth <= 5; nth++) {
-          const std::vector<float> pn = runParts(c, nth, portable);
+          const std::vector<float> pn = runParts(c, nth, o);
           LMI_CHECK(bitEqual(pn, p1), "%s [%s] runPartition nth=%d differs from nth=1", c.what.c_str(), pname, nth);
         }
       }

@@ -31,6 +31,23 @@ inline int& failures() {
     }                                                                         \
   } while (0)
 
+// A kernel path this CPU has: AVX-512 decode tiles (the default where present), AVX2, portable.
+struct KernelPath {
+  const char* name;
+  RunOptions options;
+};
+
+inline std::vector<KernelPath> kernelPaths() {
+  std::vector<KernelPath> paths;
+  RunOptions o;
+  if (cpuHasAvx512()) paths.push_back({"avx512", o});
+  o.noAvx512 = true;
+  if (cpuHasAvx2Fma()) paths.push_back({"avx2", o});
+  o.forcePortable = true;
+  paths.push_back({"portable", o});
+  return paths;
+}
+
 inline int finish(const char* name) {
   if (failures()) {
     std::fprintf(stderr, "%s: %d check(s) failed\n", name, failures());

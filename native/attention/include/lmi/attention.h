@@ -84,6 +84,7 @@ struct Problem {
 struct RunOptions {
   int threads = 1;              // worker threads for run(); ignored by runPartition
   bool forcePortable = false;   // skip the AVX2/FMA path even where the CPU has it (tests)
+  bool noAvx512 = false;        // skip the AVX-512 decode tiles even where the CPU has them (tests)
 };
 
 // Throws InvalidArgument if the problem is malformed (null pointers, bad sizes,
@@ -102,5 +103,8 @@ void runPartition(const Problem& p, int ith, int nth, const RunOptions& opts = {
 
 // Whether this process would take the AVX2/FMA path.
 bool cpuHasAvx2Fma();
+
+// Whether this process would also take the AVX-512 decode tiles (AVX-512 F/VL/DQ on top of AVX2).
+bool cpuHasAvx512();
 
 }  // namespace lmi::attn

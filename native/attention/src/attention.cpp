@@ -646,9 +646,21 @@ class Worker {
     const int64_t headOff = static_cast<int64_t>(g) * P_.D;
     const void** kp = sc_.kPtr.data();
     const void** vp = sc_.vPtr.data();
-    for (int c = 0; c < n; c++) {
-      kp[c] = rowAddress(false, js[c], headOff);
-      vp[c] = rowAddress(true, js[c], headOff);
+    {
+      const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
+      const char* k = static_cast<const char*>(p_.k) + headOff * elem;
+      const char* v = static_cast<const char*>(p_.v) + headOff * elem;
+      const int64_t ks = P_.kStride * elem, vs = P_.vStride * elem, nSlot = p_.nSlot;
+      for (int c = 0; c < n; c++) {
+        const int64_t slot = js[c];
+        if (slot < nSlot) {
+          kp[c] = k + slot * ks;
+          vp[c] = v + slot * vs;
+        } else {
+          kp[c] = rowAddress(false, slot, headOff);
+          vp[c] = rowAddress(true, slot, headOff);
+        }
+      }
     }
     const float* qLoc = sc_.qLoc.data();
     const float* const* C = nullptr;
@@ -657,8 +669,18 @@ class Worker {
       const int64_t anchor = jp[n - 1];
       const float** cp = sc_.cPtr.data();
       const float** sp = sc_.sPtr.data();
-      for (int c = 0; c < n; c++)
-        P_.table->coeffs(anchor - jp[c], &cp[c], &sp[c], sc_.ropeTile.data() + static_cast<size_t>(c) * P_.rd);
+      const RopeTable& table = *P_.table;
+      const int half = P_.rd / 2;
+      for (int c = 0; c < n; c++) {
+        const int64_t d = anchor - jp[c];
+        const float* row = d < RopeTable::kLo ? table.builtLowRow(d) : nullptr;
+        if (row != nullptr) {
+          cp[c] = row;
+          sp[c] = row + half;
+        } else {
+          table.coeffs(d, &cp[c], &sp[c], sc_.ropeTile.data() + static_cast<size_t>(c) * P_.rd);
+        }
+      }
       C = cp;
       S = sp;
       if (anchor != blk.pmax) {

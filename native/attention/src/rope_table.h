@@ -37,6 +37,14 @@ class RopeTable {
   // floats each, either inside the table or inside tmp (rotaryDim floats, the caller's).
   void coeffs(int64_t p, const float** C, const float** S, float* tmp) const;
 
+  // The low table's row for distance p < kLo when it is already built, else nullptr: C = row,
+  // S = row + rotaryDim/2. Inline, for callers that look up many rows (decode tiles); coeffs()
+  // builds what is missing.
+  const float* builtLowRow(int64_t p) const {
+    const float* chunk = lo_[p / kChunk].load(std::memory_order_acquire);
+    return chunk ? chunk + (p % kChunk) * rd_ : nullptr;
+  }
+
   // Direct double-precision values (also what the table rows hold).
   void direct(int64_t p, float* C, float* S) const;
 

@@ -755,9 +755,7 @@ class Worker {
     // Keys as rows (kRaw, kRot) for decode-sized blocks, transposed (ktRaw, ktLoc) otherwise.
     const int64_t headOff = static_cast<int64_t>(g) * D;
     float* kRaw = sc_.kRaw.data();
-#ifndef SKIPK
     gatherRows(P_, sc_, false, headOff, js, n, kRaw);
-#endif
     zeroRows(kRaw, n, Np);
     const float* ktLoc = nullptr;
     const float* ktRaw = nullptr;
@@ -774,10 +772,8 @@ class Worker {
         const float* C;
         const float* S;
         P_.table->coeffs(anchor - jp[c], &C, &S, tmp);  // R(j - anchor), j <= anchor
-#ifndef SKIPROT
         ops_.rotate(kRaw + static_cast<size_t>(c) * Dp, kRot + static_cast<size_t>(c) * Dp, P_.rd, Dp,
                     p_.pe.pairing, C, S, -1.0f);
-#endif
       }
       if (anchor != blk.pmax) {
         const float* C;
@@ -888,9 +884,7 @@ class Worker {
 
     ops_.softmaxTile(S, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
     float* vt = sc_.vt.data();
-#ifndef SKIPV
     gatherRows(P_, sc_, true, headOff, js, n, vt);
-#endif
     zeroRows(vt, n, Np);
     ops_.gemm(R_, Dp, Np, S, kKT, vt, Dp, sc_.o.data(), Dp, true);
   }

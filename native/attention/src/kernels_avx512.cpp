@@ -44,8 +44,8 @@ LMI_AVX512 inline __m512 turnNormal(__m512 x, const float* C8, const float* S8) 
   // a pair and again for sign -1, so: +S first, -S second.
   const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   const __m512 alt = _mm512_set_ps(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1);
-  const __m512 c = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(C8)));
-  const __m512 s = _mm512_mul_ps(alt, _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(S8))));
+  const __m512 c = _mm512_permutexvar_ps(dup, _mm512_zextps256_ps512(_mm256_loadu_ps(C8)));
+  const __m512 s = _mm512_mul_ps(alt, _mm512_permutexvar_ps(dup, _mm512_zextps256_ps512(_mm256_loadu_ps(S8))));
   const __m512 partner = _mm512_permute_ps(x, 0xB1);  // swap within each pair
   return _mm512_fmadd_ps(x, c, _mm512_mul_ps(partner, s));
 }

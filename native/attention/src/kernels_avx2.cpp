@@ -287,7 +287,136 @@ LMI_AVX2 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, f
   }
 }
 
-const KernelOps kAvx2 = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, nullptr, nullptr};
+// Decode tiles, fused (KernelOps::localLogits / accumulateValues; D % 16 == 0, rd % 32 == 0).
+// One key at a time: its rows' products accumulate in one register per query row, 16 dims (a unit)
+// at a time, and the four rows' sums come out of one horizontal reduction.
+
+// Eight f16 or f32 elements as floats.
+template <bool F16>
+LMI_AVX2 inline __m256 load8(const void* row, int i) {
+  if constexpr (F16)
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + i)));
+  else
+    return _mm256_loadu_ps(static_cast<const float*>(row) + i);
+}
+
+// acc[r] += Q[r][i..i+8) * x, r < R.
+template <int R>
+LMI_AVX2 inline void dotStep(__m256* acc, const float* Q, int ldq, int i, __m256 x) {
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(Q + static_cast<int64_t>(r) * ldq + i), x, acc[r]);
+}
+
+template <int R, bool F16>
+LMI_AVX2 void localLogitsRows(int n, const void* const* keys, int D, int rd, RopePairing pairing,
+                              const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
+                              int ldo) {
+  const int turned = C != nullptr ? rd : 0;
+  const __m256 neg = _mm256_set1_ps(-1.0f);
+  for (int c = 0; c < n; c++) {
+    const void* key = keys[c];
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    if (pairing == RopePairing::NeoX && turned > 0) {
+      // Pairs (k, k + rd/2): chunk i of the first half with chunk i of the second, as rotate().
+      const int half = turned / 2;
+      const float* Cc = C[c];
+      const float* Sc = S[c];
+      for (int k = 0; k < half; k += 8) {
+        const __m256 a = load8<F16>(key, k), b = load8<F16>(key, k + half);
+        const __m256 cc = _mm256_loadu_ps(Cc + k);
+        const __m256 ss = _mm256_mul_ps(neg, _mm256_loadu_ps(Sc + k));
+        dotStep<R>(acc, Q, ldq, k, _mm256_fnmadd_ps(b, ss, _mm256_mul_ps(a, cc)));
+        dotStep<R>(acc, Q, ldq, k + half, _mm256_fmadd_ps(a, ss, _mm256_mul_ps(b, cc)));
+      }
+    } else if (turned > 0) {
+      // Normal pairs, 8 per 16 dims, in rotate()'s lane order and roundings.
+      const float* Cc = C[c];
+      const float* Sc = S[c];
+      for (int k = 0; k < turned / 2; k += 8) {
+        const __m256 v0 = load8<F16>(key, 2 * k), v1 = load8<F16>(key, 2 * k + 8);
+        const __m256 a = _mm256_shuffle_ps(v0, v1, 0x88);
+        const __m256 b = _mm256_shuffle_ps(v0, v1, 0xDD);
+        const __m256 cc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(Cc + k)), 0xD8));
+        const __m256 ss = _mm256_mul_ps(
+            neg, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(Sc + k)), 0xD8)));
+        const __m256 ya = _mm256_fmsub_ps(a, cc, _mm256_mul_ps(b, ss));
+        const __m256 yb = _mm256_fmadd_ps(b, cc, _mm256_mul_ps(a, ss));
+        dotStep<R>(acc, Q, ldq, 2 * k, _mm256_unpacklo_ps(ya, yb));
+        dotStep<R>(acc, Q, ldq, 2 * k + 8, _mm256_unpackhi_ps(ya, yb));
+      }
+    }
+    for (int i = turned; i < D; i += 8) dotStep<R>(acc, Q, ldq, i, load8<F16>(key, i));
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    alignas(16) float sums[4];
+    _mm_store_ps(sums, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) out[static_cast<int64_t>(r) * ldo + c] = sums[r];
+  }
+}
+
+template <bool F16>
+LMI_AVX2 void localLogitsType(int R, int n, const void* const* keys, int D, int rd, RopePairing pairing,
+                              const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
+                              int ldo) {
+  switch (R) {
+    case 1: localLogitsRows<1, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 2: localLogitsRows<2, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 3: localLogitsRows<3, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    default: localLogitsRows<4, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+  }
+}
+
+LMI_AVX2 void localLogits(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
+                          const float* const* C, const float* const* S, const float* Q, int ldq, float* out, int ldo) {
+  if (type == KVType::F16) localLogitsType<true>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
+  else localLogitsType<false>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
+}
+
+// Columns [d0, d0 + 16) of O for R rows, accumulated over all n values in microKernel's order.
+template <int R, bool F16>
+LMI_AVX2 void accumulateRows(int n, const void* const* values, int D, const float* P, int ldp, float* O, int ldo) {
+  for (int d0 = 0; d0 < D; d0 += 16) {
+    __m256 acc[R][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      acc[r][0] = _mm256_loadu_ps(O + static_cast<int64_t>(r) * ldo + d0);
+      acc[r][1] = _mm256_loadu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 8);
+    }
+    for (int c = 0; c < n; c++) {
+      const __m256 v0 = load8<F16>(values[c], d0), v1 = load8<F16>(values[c], d0 + 8);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; r++) {
+        const __m256 p = _mm256_broadcast_ss(P + static_cast<int64_t>(r) * ldp + c);
+        acc[r][0] = _mm256_fmadd_ps(p, v0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(p, v1, acc[r][1]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      _mm256_storeu_ps(O + static_cast<int64_t>(r) * ldo + d0, acc[r][0]);
+      _mm256_storeu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 8, acc[r][1]);
+    }
+  }
+}
+
+template <bool F16>
+LMI_AVX2 void accumulateType(int R, int n, const void* const* values, int D, const float* P, int ldp, float* O,
+                             int ldo) {
+  switch (R) {
+    case 1: accumulateRows<1, F16>(n, values, D, P, ldp, O, ldo); break;
+    case 2: accumulateRows<2, F16>(n, values, D, P, ldp, O, ldo); break;
+    case 3: accumulateRows<3, F16>(n, values, D, P, ldp, O, ldo); break;
+    default: accumulateRows<4, F16>(n, values, D, P, ldp, O, ldo); break;
+  }
+}
+
+LMI_AVX2 void accumulateValues(int R, int n, const void* const* values, KVType type, int D, const float* P, int ldp,
+                               float* O, int ldo) {
+  if (type == KVType::F16) accumulateType<true>(R, n, values, D, P, ldp, O, ldo);
+  else accumulateType<false>(R, n, values, D, P, ldp, O, ldo);
+}
+
+const KernelOps kAvx2 = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, localLogits, accumulateValues};
 
 }  // namespace
 

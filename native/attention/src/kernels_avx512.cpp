@@ -2,11 +2,10 @@
 // accumulateValues); every other primitive is the AVX2 one. Compiled with per-function target
 // attributes, selected at runtime by cpuHasAvx512().
 //
-// Why a separate path for decode: a decoded token's tile is a few query rows against 64 keys, and
-// the general path converts, turns and stores every key row, then multiplies the stored rows; most
-// of its instructions move rows between buffers. Here a key goes from the cache through conversion
-// and rotation to its dot products in registers, and each value row from the cache straight into
-// the accumulators, with sixteen lanes per instruction.
+// The same fusion as the AVX2 decode tiles (a key goes from the cache through conversion and
+// rotation to its dot products in registers, each value row from the cache straight into the
+// accumulators), sixteen lanes wide, with a tile's keys taken four at a time: 32 registers hold
+// a whole key row of up to 128 dims and the partial sums of four keys for four query rows.
 #include "kernels.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)

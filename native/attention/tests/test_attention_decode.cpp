@@ -1,10 +1,11 @@
-// Decode-sized problems (a few query rows per KV head), the shapes the AVX-512 decode tiles
-// take: head dims 64-256, full and partial rotary in both pairings, ALiBi, no encoding, f16 and
-// f32 K/V, strided slots, GQA 1/2/4 over 1-12 KV heads, Λ and vanilla, windows from one key to several tiles with a
-// short last tile, positions near 0 and past 2^40. Each path against the dense reference; where
-// the CPU has AVX-512, the decode tiles against the AVX2 path (the same arithmetic but for the
-// order in which each dot product is summed), and runPartition (whose threads walk their KV heads
-// in lockstep) bit-equal for every nth.
+// Decode-sized problems (a few query rows per KV head), the shapes the fused decode tiles take
+// (AVX2 and AVX-512) and some they leave to the general tile path (rotary widths that are not a
+// multiple of 32): head dims 64-256, full and partial rotary in both pairings, ALiBi, no encoding,
+// f16 and f32 K/V, strided slots, GQA 1/2/4 over 1-12 KV heads, Λ and vanilla, windows from one
+// key to several tiles with a short last tile, positions near 0 and past 2^40. Each path against
+// the dense reference; where the CPU has AVX-512, its tiles against the AVX2 ones (the same
+// arithmetic but for the order in which each dot product is summed); and runPartition (whose
+// threads walk their KV heads in lockstep) bit-equal for every nth.
 #include <chrono>
 
 #include "test_util.h"

@@ -256,7 +256,9 @@ int main(int argc, char** argv) {
 
   // Prefill: n queries over n keys.
   const std::vector<int64_t> sizes =
-      c.decodeOnly ? std::vector<int64_t>{} : c.quick ? std::vector<int64_t>{4096, 8192} : std::vector<int64_t>{4096, 16384, 65536};
+      c.decodeOnly ? std::vector<int64_t>{}
+      : c.quick    ? std::vector<int64_t>{4096, 8192}
+                   : std::vector<int64_t>{4096, 16384, 65536};
   for (int64_t n : sizes) {
     Buffers b;
     for (int64_t t = 0; t < n; t++) b.slotPos.push_back(t);

@@ -634,6 +634,36 @@ class Worker {
     return static_cast<const char*>(base) + (slot * stride + headOff) * elem;
   }
 
+  // The local query rows turned for keys turned by R(j - anchor): R(i - anchor) q, from qLoc =
+  // R(i - pmax) q (RoPE only).
+  const float* queriesFrom(const Block& blk, int64_t anchor) {
+    if (anchor == blk.pmax) return sc_.qLoc.data();
+    const int Dp = P_.Dp;
+    const float* C;
+    const float* S;
+    P_.table->coeffs(blk.pmax - anchor, &C, &S, sc_.ropeTmp.data());
+    float* qTile = sc_.qTile.data();
+    for (int r = 0; r < R_; r++)
+      ops_.rotate(sc_.qLoc.data() + static_cast<size_t>(r) * Dp, qTile + static_cast<size_t>(r) * Dp, P_.rd, Dp,
+                  p_.pe.pairing, C, S, 1.0f);
+    return qTile;
+  }
+
+  // Local logits S[R][kKT] of keys at positions jp[0, n): the ALiBi bias -slope (i - j), and
+  // -inf in the padding up to a multiple of 8.
+  void finishLocalLogits(float* S, const int64_t* jp, int n) {
+    const int Np = roundUp8(n);
+    for (int r = 0; r < R_; r++) {
+      float* row = S + static_cast<size_t>(r) * kKT;
+      if (P_.alibi) {
+        const double slope = sc_.rowSlope[r];
+        const int64_t i = sc_.rowI[r];
+        for (int c = 0; c < n; c++) row[c] += static_cast<float>(-slope * static_cast<double>(i - jp[c]));
+      }
+      for (int c = n; c < Np; c++) row[c] = kNegInf;
+    }
+  }
+
   // A decode-sized tile whose keys are all local, through the fused primitives: the same
   // logits as the general path below up to the order of the dot products' sums, and the same
   // rotation (keys by R(j - a), a = the tile's last key; query rows by R(pmax - a)), softmax
@@ -683,28 +713,11 @@ class Worker {
       }
       C = cp;
       S = sp;
-      if (anchor != blk.pmax) {
-        const float* Cq;
-        const float* Sq;
-        P_.table->coeffs(blk.pmax - anchor, &Cq, &Sq, sc_.ropeTmp.data());
-        float* qTile = sc_.qTile.data();
-        for (int r = 0; r < R_; r++)
-          ops_.rotate(qLoc + static_cast<size_t>(r) * Dp, qTile + static_cast<size_t>(r) * Dp, P_.rd, Dp,
-                      p_.pe.pairing, Cq, Sq, 1.0f);
-        qLoc = qTile;  // R(i - anchor) q
-      }
+      qLoc = queriesFrom(blk, anchor);
     }
     float* Sc = sc_.s.data();
     ops_.localLogits(R_, n, kp, p_.kvType, P_.D, P_.rd, p_.pe.pairing, C, S, qLoc, Dp, Sc, kKT);
-    for (int r = 0; r < R_; r++) {
-      float* row = Sc + static_cast<size_t>(r) * kKT;
-      if (P_.alibi) {
-        const double slope = sc_.rowSlope[r];
-        const int64_t i = sc_.rowI[r];
-        for (int c = 0; c < n; c++) row[c] += static_cast<float>(-slope * static_cast<double>(i - jp[c]));
-      }
-      for (int c = n; c < Np; c++) row[c] = kNegInf;
-    }
+    finishLocalLogits(Sc, jp, n);
     ops_.softmaxTile(Sc, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
     ops_.accumulateValues(R_, n, vp, p_.kvType, P_.D, Sc, kKT, sc_.o.data(), Dp);
   }
@@ -775,16 +788,7 @@ class Worker {
         ops_.rotate(kRaw + static_cast<size_t>(c) * Dp, kRot + static_cast<size_t>(c) * Dp, P_.rd, Dp,
                     p_.pe.pairing, C, S, -1.0f);
       }
-      if (anchor != blk.pmax) {
-        const float* C;
-        const float* S;
-        P_.table->coeffs(blk.pmax - anchor, &C, &S, tmp);
-        float* qTile = sc_.qTile.data();
-        for (int r = 0; r < R_; r++)
-          ops_.rotate(qLoc + static_cast<size_t>(r) * Dp, qTile + static_cast<size_t>(r) * Dp, P_.rd, Dp,
-                      p_.pe.pairing, C, S, 1.0f);
-        qLoc = qTile;  // R(i - anchor) q
-      }
+      qLoc = queriesFrom(blk, anchor);
       zeroRows(kRot, n, Np);
       kLocRows = kRot;
       if (!rowKeys_) {
@@ -826,15 +830,7 @@ class Worker {
       }
     } else if (kind == Kind::AllLocal) {
       qk(qLoc, true, S);
-      for (int r = 0; r < R_; r++) {
-        float* row = S + static_cast<size_t>(r) * kKT;
-        if (P_.alibi) {
-          const double slope = sc_.rowSlope[r];
-          const int64_t i = sc_.rowI[r];
-          for (int c = 0; c < n; c++) row[c] += static_cast<float>(-slope * static_cast<double>(i - jp[c]));
-        }
-        for (int c = n; c < Np; c++) row[c] = kNegInf;
-      }
+      finishLocalLogits(S, jp, n);
     } else {
       // Mixed: the logits each branch needs, then a per-(query, key) choice.
       const float* baseLoc = S;

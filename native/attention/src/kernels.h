@@ -38,8 +38,8 @@ struct KernelOps {
   // overwrite S with exp(S - m) and add the row sum to l. Rows that are all -inf become 0.
   void (*softmaxTile)(float* S, int ldS, int R, int N, float* m, float* l, float* O, int ldO, int Dp);
 
-  // Decode tiles whose keys are all local, fused (null where a path has no such code, the portable
-  // one: the caller then uses the primitives above). Rows are given by pointer (f32 or f16, D elements each);
+  // Decode tiles whose keys are all local, fused (null on the portable path: the caller then uses
+  // the primitives above). Rows are given by pointer (f32 or f16, D elements each);
   // D % 16 == 0, D <= 256, R <= 4, n <= 64, and with RoPE rd % 32 == 0.
   // out[r][c] = sum_d Q[r][d] * K'_c[d] for r < R, c < n, where K'_c is key c turned by R(-p_c)
   // through its pair coefficients C[c], S[c] (rotate() with sign -1; C == nullptr: no RoPE).

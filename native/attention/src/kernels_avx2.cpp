@@ -304,7 +304,8 @@ LMI_AVX2 inline __m256 load8(const void* row, int i) {
 template <int R>
 LMI_AVX2 inline void dotStep(__m256* acc, const float* Q, int ldq, int i, __m256 x) {
 #pragma GCC unroll 4
-  for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(Q + static_cast<int64_t>(r) * ldq + i), x, acc[r]);
+  for (int r = 0; r < R; r++)
+    acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(Q + static_cast<int64_t>(r) * ldq + i), x, acc[r]);
 }
 
 template <int R, bool F16>

@@ -13,6 +13,12 @@
 
 #include <cstdint>
 
+// GCC 12's _mm512_cvtph_ps passes _mm512_undefined_ps() as the (fully overwritten) merge source,
+// which -Wmaybe-uninitialized reports at every use.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #define LMI_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma,f16c")))
 
 namespace lmi::attn::detail {

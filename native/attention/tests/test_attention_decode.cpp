@@ -70,18 +70,6 @@ Case decodeCase(Rng& rng, int idx) {
   return c;
 }
 
-std::vector<float> compute(Case& c, const RunOptions& o, int partitions) {
-  std::fill(c.out.begin(), c.out.end(), NAN);
-  const Problem p = c.problem();
-  if (partitions == 0) {
-    run(p, o);
-  } else {
-    validate(p);
-    for (int ith = 0; ith < partitions; ith++) runPartition(p, ith, partitions, o);
-  }
-  return c.out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -97,12 +85,12 @@ int main(int argc, char** argv) {
     const double tol = c.kvType == KVType::F16 ? 5e-4 : 2e-4;
     std::vector<std::vector<float>> byPath;
     for (const KernelPath& kp : paths) {
-      const std::vector<float> got = compute(c, kp.options, 0);
+      const std::vector<float> got = runKernel(c, c.problem(), kp.options, 0);
       const double diff = maxDiff(got, want.out, c.headDim, want.ambiguous);
       LMI_CHECK(diff <= tol, "%s [%s] max|diff| = %g against the reference", c.what.c_str(), kp.name, diff);
-      const std::vector<float> p1 = compute(c, kp.options, 1);
+      const std::vector<float> p1 = runKernel(c, c.problem(), kp.options, 1);
       for (int nth : {2, 3, 5}) {
-        const std::vector<float> pn = compute(c, kp.options, nth);
+        const std::vector<float> pn = runKernel(c, c.problem(), kp.options, nth);
         LMI_CHECK(bitEqual(pn, p1), "%s [%s] runPartition nth=%d differs from nth=1", c.what.c_str(), kp.name, nth);
       }
       byPath.push_back(got);

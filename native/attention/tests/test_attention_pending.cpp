@@ -86,17 +86,6 @@ struct SplitCase {
   }
 };
 
-std::vector<float> compute(Case& c, const Problem& p, const RunOptions& o, int partitions) {
-  std::fill(c.out.begin(), c.out.end(), NAN);
-  if (partitions == 0) {
-    run(p, o);
-  } else {
-    validate(p);
-    for (int ith = 0; ith < partitions; ith++) runPartition(p, ith, partitions, o);
-  }
-  return c.out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -114,8 +103,8 @@ int main(int argc, char** argv) {
     for (const KernelPath& kp : paths) {
       const char* pname = kp.name;
       for (int partitions : {0, 3}) {
-        const std::vector<float> all = compute(w, w.problem(), kp.options, partitions);
-        const std::vector<float> got = compute(w, sc.split(), kp.options, partitions);
+        const std::vector<float> all = runKernel(w, w.problem(), kp.options, partitions);
+        const std::vector<float> got = runKernel(w, sc.split(), kp.options, partitions);
         LMI_CHECK(bitEqual(got, all), "%s [%s, partitions %d] kNew/vNew differ from the same keys in slots",
                   w.what.c_str(), pname, partitions);
         const double diff = maxDiff(got, want.out, w.headDim, want.ambiguous);

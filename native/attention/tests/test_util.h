@@ -170,4 +170,17 @@ inline bool bitEqual(const std::vector<float>& a, const std::vector<float>& b) {
          });
 }
 
+// c.out after running p (c's problem, or a variant of it over c.out) with run() when partitions is 0,
+// else with runPartition(p, ith, partitions) for every ith.
+inline std::vector<float> runKernel(Case& c, const Problem& p, const RunOptions& o, int partitions) {
+  std::fill(c.out.begin(), c.out.end(), NAN);
+  if (partitions == 0) {
+    run(p, o);
+  } else {
+    validate(p);
+    for (int ith = 0; ith < partitions; ith++) runPartition(p, ith, partitions, o);
+  }
+  return c.out;
+}
+
 }  // namespace lmi::attn::test

@@ -575,21 +575,25 @@ class Worker {
   }
 
   // Asks for the K (value = false) or V rows of KV head g of sorted keys [c0, c0 + n).
+  // K (value = false) or V row of KV head offset headOff for sorted-key slot `slot`.
+  const void* rowAddress(bool value, int64_t slot, int64_t headOff) const {
+    const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
+    const void* base = value ? p_.v : p_.k;
+    int64_t stride = value ? P_.vStride : P_.kStride;
+    if (slot >= p_.nSlot) {  // one of the queries' own rows
+      slot -= p_.nSlot;
+      base = value ? p_.vNew : p_.kNew;
+      stride = value ? P_.vNewStride : P_.kNewStride;
+    }
+    return static_cast<const char*>(base) + (slot * stride + headOff) * elem;
+  }
+
   void prefetch(bool value, int g, int64_t c0, int n) {
 #if defined(__GNUC__)
-    const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
-    const int64_t bytes = static_cast<int64_t>(P_.D) * elem;
+    const int64_t bytes = static_cast<int64_t>(P_.D) * (p_.kvType == KVType::F32 ? 4 : 2);
     const int64_t headOff = static_cast<int64_t>(g) * P_.D;
     for (int c = 0; c < n; c++) {
-      int64_t slot = P_.sSlot[c0 + c];
-      const void* base = value ? p_.v : p_.k;
-      int64_t stride = value ? P_.vStride : P_.kStride;
-      if (slot >= p_.nSlot) {  // one of the queries' own rows
-        slot -= p_.nSlot;
-        base = value ? p_.vNew : p_.kNew;
-        stride = value ? P_.vNewStride : P_.kNewStride;
-      }
-      const char* row = static_cast<const char*>(base) + (slot * stride + headOff) * elem;
+      const char* row = static_cast<const char*>(rowAddress(value, P_.sSlot[c0 + c], headOff));
       for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
       __builtin_prefetch(row + bytes - 1);
     }
@@ -619,19 +623,6 @@ class Worker {
     }
     t[pos] = e;
     cnt++;
-  }
-
-  // K (value = false) or V row of KV head offset headOff for sorted-key slot `slot`.
-  const void* rowAddress(bool value, int64_t slot, int64_t headOff) const {
-    const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
-    const void* base = value ? p_.v : p_.k;
-    int64_t stride = value ? P_.vStride : P_.kStride;
-    if (slot >= p_.nSlot) {  // one of the queries' own rows
-      slot -= p_.nSlot;
-      base = value ? p_.vNew : p_.kNew;
-      stride = value ? P_.vNewStride : P_.kNewStride;
-    }
-    return static_cast<const char*>(base) + (slot * stride + headOff) * elem;
   }
 
   // The local query rows turned for keys turned by R(j - anchor): R(i - anchor) q, from qLoc =

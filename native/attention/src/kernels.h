@@ -54,7 +54,7 @@ struct KernelOps {
 const KernelOps& portableOps();
 // nullptr when this build or CPU has no AVX2/FMA/F16C path.
 const KernelOps* avx2Ops();
-// The AVX2 primitives plus AVX-512 decode tiles; nullptr when this build has no such path
+// The AVX2 primitives with the AVX-512 localLogits; nullptr when this build has no such path
 // (whether the CPU has AVX-512 is cpuHasAvx512()'s question).
 const KernelOps* avx512Ops();
 

@@ -222,8 +222,11 @@ describe('stories260K on the native engine', () => {
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
     // generate evaluates every sampled token but the last (held back for the next operation)
     expect(s.stats.evals).toBe(4 + steps - 1);
-    // The 19 decode evals ran as one decode run (the first token is sampled from the prompt's logits).
-    expect(s.stats.calls).toBe(4 + 1);
+    // The 19 decode evals ran in decode runs (the first token is sampled from the prompt's logits):
+    // one native call when they fit the run's 16 ms budget, more on a loaded machine (CI saw 2),
+    // but always fewer calls than evals.
+    expect(s.stats.calls).toBeGreaterThanOrEqual(4 + 1);
+    expect(s.stats.calls).toBeLessThan(s.stats.evals);
     expect(s.stats.computeSeconds).toBeGreaterThan(0);
     expect(s.stats.computeSeconds).toBeLessThan(wall);
     s.dispose();

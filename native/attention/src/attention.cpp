@@ -109,7 +109,8 @@ struct Plan {
   bool rope = false, alibi = false, lambda = true, topk = false;
   bool fusedLocal = false;  // decode tiles of local keys go to ops->localLogits / accumulateValues
   int kEff = 0;  // top-k entries kept per row: min(k, keys)
-  int64_t kStride = 0, vStride = 0;
+  int64_t kStride = 0, vStride = 0;          // between slots of k, v
+  int64_t kHeadStride = 0, vHeadStride = 0;  // between KV heads of k, v
   int64_t kNewStride = 0, vNewStride = 0;
   const int64_t* sPos = nullptr;
   const int64_t* sSlot = nullptr;
@@ -271,6 +272,8 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   const int64_t row = static_cast<int64_t>(p.nHeadKV) * p.headDim;
   P.kStride = p.kSlotStride ? p.kSlotStride : row;
   P.vStride = p.vSlotStride ? p.vSlotStride : row;
+  P.kHeadStride = p.kHeadStride ? p.kHeadStride : p.headDim;
+  P.vHeadStride = p.vHeadStride ? p.vHeadStride : p.headDim;
   P.kNewStride = p.kNewStride ? p.kNewStride : row;
   P.vNewStride = p.vNewStride ? p.vNewStride : row;
 
@@ -379,12 +382,13 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   }
 }
 
-// dst[r] = the K (value = false) or V row of KV head offset headOff for slot slots[r] (r < n <= kKT),
-// reading slots >= nSlot from the queries' own rows (kNew, vNew); see KernelOps::loadRows.
-void gatherRows(const Plan& P, Scratch& sc, bool value, int64_t headOff, const int64_t* slots, int n, float* dst) {
+// dst[r] = the K (value = false) or V row of KV head g for slot slots[r] (r < n <= kKT), reading
+// slots >= nSlot from the queries' own rows (kNew, vNew); see KernelOps::loadRows.
+void gatherRows(const Plan& P, Scratch& sc, bool value, int g, const int64_t* slots, int n, float* dst) {
   const Problem& p = *P.p;
   const void* base = value ? p.v : p.k;
   const int64_t stride = value ? P.vStride : P.kStride;
+  const int64_t headOff = static_cast<int64_t>(g) * (value ? P.vHeadStride : P.kHeadStride);
   if (p.kNew == nullptr) {
     P.ops->loadRows(base, p.kvType, stride, headOff, slots, n, P.D, P.Dp, dst);
     return;
@@ -398,8 +402,8 @@ void gatherRows(const Plan& P, Scratch& sc, bool value, int64_t headOff, const i
     if (isNew) {
       int64_t* rows = sc.newRows.data();
       for (int i = r; i < e; i++) rows[i - r] = slots[i] - p.nSlot;
-      P.ops->loadRows(value ? p.vNew : p.kNew, p.kvType, value ? P.vNewStride : P.kNewStride, headOff, rows, e - r,
-                      P.D, P.Dp, d);
+      P.ops->loadRows(value ? p.vNew : p.kNew, p.kvType, value ? P.vNewStride : P.kNewStride,
+                      static_cast<int64_t>(g) * P.D, rows, e - r, P.D, P.Dp, d);
     } else {
       P.ops->loadRows(base, p.kvType, stride, headOff, slots + r, e - r, P.D, P.Dp, d);
     }
@@ -426,7 +430,7 @@ void finalizeRow(const Plan& P, Scratch& sc, int kvh, float m, float l, const fl
     const float w = std::exp(top[e].v - M);
     lsum += w;
     const int64_t slot = P.sSlot[top[e].idx];
-    gatherRows(P, sc, true, static_cast<int64_t>(kvh) * D, &slot, 1, sc.tmpRow.data());
+    gatherRows(P, sc, true, kvh, &slot, 1, sc.tmpRow.data());
     for (int d = 0; d < D; d++) acc[d] += w * sc.tmpRow[d];
   }
   const float inv = 1.0f / lsum;
@@ -574,26 +578,26 @@ class Worker {
     }
   }
 
-  // Asks for the K (value = false) or V rows of KV head g of sorted keys [c0, c0 + n).
-  // K (value = false) or V row of KV head offset headOff for sorted-key slot `slot`.
-  const void* rowAddress(bool value, int64_t slot, int64_t headOff) const {
+  // The K (value = false) or V row of KV head g for sorted-key slot `slot`.
+  const void* rowAddress(bool value, int64_t slot, int g) const {
     const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
-    const void* base = value ? p_.v : p_.k;
-    int64_t stride = value ? P_.vStride : P_.kStride;
     if (slot >= p_.nSlot) {  // one of the queries' own rows
-      slot -= p_.nSlot;
-      base = value ? p_.vNew : p_.kNew;
-      stride = value ? P_.vNewStride : P_.kNewStride;
+      const void* base = value ? p_.vNew : p_.kNew;
+      const int64_t stride = value ? P_.vNewStride : P_.kNewStride;
+      return static_cast<const char*>(base) + ((slot - p_.nSlot) * stride + static_cast<int64_t>(g) * P_.D) * elem;
     }
-    return static_cast<const char*>(base) + (slot * stride + headOff) * elem;
+    const void* base = value ? p_.v : p_.k;
+    const int64_t stride = value ? P_.vStride : P_.kStride;
+    const int64_t headStride = value ? P_.vHeadStride : P_.kHeadStride;
+    return static_cast<const char*>(base) + (slot * stride + static_cast<int64_t>(g) * headStride) * elem;
   }
 
+  // Asks for the K (value = false) or V rows of KV head g of sorted keys [c0, c0 + n).
   void prefetch(bool value, int g, int64_t c0, int n) {
 #if defined(__GNUC__)
     const int64_t bytes = static_cast<int64_t>(P_.D) * (p_.kvType == KVType::F32 ? 4 : 2);
-    const int64_t headOff = static_cast<int64_t>(g) * P_.D;
     for (int c = 0; c < n; c++) {
-      const char* row = static_cast<const char*>(rowAddress(value, P_.sSlot[c0 + c], headOff));
+      const char* row = static_cast<const char*>(rowAddress(value, P_.sSlot[c0 + c], g));
       for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
       __builtin_prefetch(row + bytes - 1);
     }
@@ -664,13 +668,12 @@ class Worker {
     const int Np = roundUp8(n);
     const int64_t* jp = P_.sPos + c0;
     const int64_t* js = P_.sSlot + c0;
-    const int64_t headOff = static_cast<int64_t>(g) * P_.D;
     const void** kp = sc_.kPtr.data();
     const void** vp = sc_.vPtr.data();
     {
       const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
-      const char* k = static_cast<const char*>(p_.k) + headOff * elem;
-      const char* v = static_cast<const char*>(p_.v) + headOff * elem;
+      const char* k = static_cast<const char*>(p_.k) + static_cast<int64_t>(g) * P_.kHeadStride * elem;
+      const char* v = static_cast<const char*>(p_.v) + static_cast<int64_t>(g) * P_.vHeadStride * elem;
       const int64_t ks = P_.kStride * elem, vs = P_.vStride * elem, nSlot = p_.nSlot;
       for (int c = 0; c < n; c++) {
         const int64_t slot = js[c];
@@ -678,8 +681,8 @@ class Worker {
           kp[c] = k + slot * ks;
           vp[c] = v + slot * vs;
         } else {
-          kp[c] = rowAddress(false, slot, headOff);
-          vp[c] = rowAddress(true, slot, headOff);
+          kp[c] = rowAddress(false, slot, g);
+          vp[c] = rowAddress(true, slot, g);
         }
       }
     }
@@ -716,7 +719,7 @@ class Worker {
   // One tile: sorted keys [c0, c0 + n), n <= kKT.
   void tile(const Block& blk, int g, int64_t c0, int n) {
     const LambdaMask& mk = p_.mask;
-    const int Dp = P_.Dp, D = P_.D;
+    const int Dp = P_.Dp;
     const int Np = roundUp8(n);
     const int64_t* jp = P_.sPos + c0;
     const int64_t* js = P_.sSlot + c0;
@@ -757,9 +760,8 @@ class Worker {
     }
 
     // Keys as rows (kRaw, kRot) for decode-sized blocks, transposed (ktRaw, ktLoc) otherwise.
-    const int64_t headOff = static_cast<int64_t>(g) * D;
     float* kRaw = sc_.kRaw.data();
-    gatherRows(P_, sc_, false, headOff, js, n, kRaw);
+    gatherRows(P_, sc_, false, g, js, n, kRaw);
     zeroRows(kRaw, n, Np);
     const float* ktLoc = nullptr;
     const float* ktRaw = nullptr;
@@ -871,7 +873,7 @@ class Worker {
 
     ops_.softmaxTile(S, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
     float* vt = sc_.vt.data();
-    gatherRows(P_, sc_, true, headOff, js, n, vt);
+    gatherRows(P_, sc_, true, g, js, n, vt);
     zeroRows(vt, n, Np);
     ops_.gemm(R_, Dp, Np, S, kKT, vt, Dp, sc_.o.data(), Dp, true);
   }

@@ -38,8 +38,26 @@ void validateShape(const Problem& p, int maxHeadDim) {
     if (mulOverflows(rows, stride ? stride : kvRow, &total) || total > kMaxElems)
       fail(std::string("rows * ") + name + " is too large");
   };
-  checkStride(p.kSlotStride, "kSlotStride", p.nSlot);
-  checkStride(p.vSlotStride, "vSlotStride", p.nSlot);
+  // Slot rows: either layout of DESIGN.md's cache, rows never overlapping, the extent in range.
+  auto checkRows = [&](int64_t slotStride, int64_t headStride, const char* slotName, const char* headName) {
+    if (slotStride < 0) fail(std::string(slotName) + " must be >= 0 (got " + str(slotStride) + ")");
+    if (headStride < 0) fail(std::string(headName) + " must be >= 0 (got " + str(headStride) + ")");
+    const int64_t D = p.headDim, nKV = p.nHeadKV, nSlot = p.nSlot;
+    const int64_t h = headStride ? headStride : D;
+    const int64_t s = slotStride ? slotStride : kvRow;
+    int64_t slotSpan = 0, headSpan = 0;
+    if (mulOverflows(nSlot > 0 ? nSlot - 1 : 0, s, &slotSpan) || mulOverflows(nKV - 1, h, &headSpan) ||
+        slotSpan > kMaxElems || headSpan > kMaxElems || slotSpan + headSpan + D > kMaxElems)
+      fail(std::string("rows * ") + slotName + " is too large");
+    const bool slotMajor = h >= D && s >= headSpan + D;
+    const bool headMajor = s >= D && h >= slotSpan + D;
+    if (!slotMajor && !headMajor)
+      fail(std::string(slotName) + " (" + str(s) + ") and " + headName + " (" + str(h) +
+           ") make rows overlap: need slotStride >= (nHeadKV - 1) * headStride + headDim (slot-major) or "
+           "headStride >= (nSlot - 1) * slotStride + headDim (head-major)");
+  };
+  checkRows(p.kSlotStride, p.kHeadStride, "kSlotStride", "kHeadStride");
+  checkRows(p.vSlotStride, p.vHeadStride, "vSlotStride", "vHeadStride");
   checkStride(p.kNewStride, "kNewStride", p.nQ);
   checkStride(p.vNewStride, "vNewStride", p.nQ);
   if ((p.kNew == nullptr) != (p.vNew == nullptr)) fail("kNew and vNew must both be set or both be null");

@@ -44,8 +44,9 @@ uint16_t floatToHalf(float f) {
 
 namespace {
 
-double kvElement(const Problem& p, const void* base, int64_t stride, int64_t slot, int kvh, int d) {
-  const int64_t at = slot * stride + static_cast<int64_t>(kvh) * p.headDim + d;
+double kvElement(const Problem& p, const void* base, int64_t stride, int64_t headStride, int64_t slot, int kvh,
+                 int d) {
+  const int64_t at = slot * stride + static_cast<int64_t>(kvh) * headStride + d;
   if (p.kvType == KVType::F32) return static_cast<const float*>(base)[at];
   return halfToFloat(static_cast<const uint16_t*>(base)[at]);
 }
@@ -73,6 +74,8 @@ Result run(const Problem& p, double tieTolerance) {
   const int64_t dense = static_cast<int64_t>(p.nHeadKV) * D;
   const int64_t ks = p.kSlotStride ? p.kSlotStride : dense;
   const int64_t vs = p.vSlotStride ? p.vSlotStride : dense;
+  const int64_t kh = p.kHeadStride ? p.kHeadStride : D;
+  const int64_t vh = p.vHeadStride ? p.vHeadStride : D;
   const bool rope = p.pe.kind == Encoding::Rope;
   const bool alibi = p.pe.kind == Encoding::Alibi;
   const int rd = rope ? (p.pe.rotaryDim ? p.pe.rotaryDim : D) : 0;
@@ -103,7 +106,7 @@ Result run(const Problem& p, double tieTolerance) {
           }
         }
         double dot = 0.0;
-        for (int d = 0; d < D; d++) dot += rq[d] * kvElement(p, p.k, ks, s, kvh, d);
+        for (int d = 0; d < D; d++) dot += rq[d] * kvElement(p, p.k, ks, kh, s, kvh, d);
         double x = dot * static_cast<double>(p.scale);
         if (alibi) x -= static_cast<double>(p.pe.alibiSlopes[h]) * static_cast<double>(dist);
         return x;
@@ -144,7 +147,7 @@ Result run(const Problem& p, double tieTolerance) {
       for (const auto& e : kept) {
         const double w = std::exp(e.first - mx);
         sum += w;
-        for (int d = 0; d < D; d++) acc[d] += w * kvElement(p, p.v, vs, e.second, kvh, d);
+        for (int d = 0; d < D; d++) acc[d] += w * kvElement(p, p.v, vs, vh, e.second, kvh, d);
       }
       float* out = &res.out[(static_cast<size_t>(qi) * p.nHead + h) * D];
       for (int d = 0; d < D; d++) out[d] = static_cast<float>(acc[d] / sum);

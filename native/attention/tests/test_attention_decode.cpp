@@ -67,6 +67,10 @@ Case decodeCase(Rng& rng, int idx) {
                 (long long)c.mask.nLocal, (long long)base, (long long)n);
   c.what = buf;
   c.fill(rng);
+  if (rng.coin(0.4)) {  // the engine's head-major cache
+    c.toHeadMajor(rng.coin() ? 0 : 16, rng.coin() ? 0 : 7);
+    c.what += " head-major";
+  }
   return c;
 }
 

@@ -97,6 +97,10 @@ int main(int argc, char** argv) {
   for (int idx = 0; idx < nCases; idx++) {
     SplitCase sc(randomCase(rng, idx), rng, idx % 3 == 0 ? 5 : 0);
     Case& w = sc.whole;
+    if (idx % 2 == 1) {  // an engine's head-major cache (the split form's fewer slots fit it too)
+      w.toHeadMajor(idx % 4 == 1 ? 0 : 3, 0);
+      w.what += " head-major";
+    }
     moved += sc.moved;
     const ref::Result want = ref::run(w.problem());
     const double tol = w.kvType == KVType::F16 ? 5e-4 : 2e-4;

@@ -37,6 +37,10 @@ int main(int argc, char** argv) {
   double worst32 = 0, worst16 = 0;
   for (int idx = 0; idx < nCases; idx++) {
     Case c = randomCase(rng, idx);
+    if (idx % 4 == 1) {  // an engine's head-major cache
+      c.toHeadMajor(rng.pick(std::vector<int64_t>{0, 0, 3}), rng.pick(std::vector<int64_t>{0, 5}));
+      c.what += " head-major";
+    }
     const ref::Result want = ref::run(c.problem());
     for (uint8_t a : want.ambiguous) skippedRows += a;
     const double tol = c.kvType == KVType::F16 ? 5e-4 : 2e-4;

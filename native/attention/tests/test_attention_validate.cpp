@@ -3,6 +3,7 @@
 #include <functional>
 #include <limits>
 
+#include "lmi/attention_cuda.h"
 #include "test_util.h"
 
 using namespace lmi::attn;
@@ -140,6 +141,35 @@ int main() {
   });
   expectInvalid("overflowing slot bytes", "too large", [](C&, P& p) { p.nSlot = int64_t(1) << 62; });
   expectInvalid("overflowing stride", "too large", [](C&, P& p) { p.kSlotStride = int64_t(1) << 60; });
+  // Head strides: rows of (slot, KV head) must not overlap in either layout (D = 16, 2 KV heads, 6 slots).
+  expectInvalid("kHeadStride < 0", "kHeadStride", [](C&, P& p) { p.kHeadStride = -16; });
+  expectInvalid("vHeadStride overlapping heads", "vHeadStride", [](C&, P& p) { p.vHeadStride = 8; });
+  expectInvalid("head-major, slots overlapping", "kSlotStride", [](C&, P& p) {
+    p.kSlotStride = 15;
+    p.kHeadStride = 6 * 16;
+  });
+  expectInvalid("head-major, heads overlapping", "kHeadStride", [](C&, P& p) {
+    p.kSlotStride = 16;
+    p.kHeadStride = 5 * 16;  // head 1's slot 0 is head 0's slot 5
+  });
+  expectInvalid("overflowing head stride", "too large", [](C&, P& p) { p.vHeadStride = int64_t(1) << 60; });
+  {
+    // A head-major layout is accepted, and the CUDA entry point refuses it by name.
+    Case c = baseCase();
+    c.toHeadMajor(0, 0);
+    Problem p = c.problem();
+    try {
+      validate(p);
+    } catch (const std::exception& e) {
+      LMI_CHECK(false, "head-major layout rejected: %s", e.what());
+    }
+    try {
+      cuda::validateShape(p);
+      LMI_CHECK(false, "cuda::validateShape accepted a head-major layout");
+    } catch (const InvalidArgument& e) {
+      LMI_CHECK(std::string(e.what()).find("slot-major") != std::string::npos, "message: %s", e.what());
+    }
+  }
 
   // runPartition checks its own ith / nth.
   for (auto [ith, nth] : {std::pair{0, 0}, std::pair{-1, 2}, std::pair{2, 2}}) {

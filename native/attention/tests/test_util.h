@@ -90,7 +90,8 @@ class Rng {
 struct Case {
   int nQ = 1, nHead = 1, nHeadKV = 1, headDim = 8;
   KVType kvType = KVType::F32;
-  int64_t kStride = 0, vStride = 0;  // 0 = dense
+  int64_t kStride = 0, vStride = 0;          // between slots; 0 = dense
+  int64_t kHeadStride = 0, vHeadStride = 0;  // between KV heads; 0 = headDim
   PositionEncoding pe;
   LambdaMask mask;
   TopKMiddle topK;
@@ -103,12 +104,48 @@ struct Case {
   int64_t nSlot() const { return static_cast<int64_t>(slotPos.size()); }
   int64_t row() const { return static_cast<int64_t>(nHeadKV) * headDim; }
 
+  // Elements a k (value = false) or v array spans with its strides.
+  int64_t extent(bool value) const {
+    const int64_t s = (value ? vStride : kStride) ? (value ? vStride : kStride) : row();
+    const int64_t h = (value ? vHeadStride : kHeadStride) ? (value ? vHeadStride : kHeadStride) : headDim;
+    return nSlot() == 0 ? 0 : (nSlot() - 1) * s + (nHeadKV - 1) * h + headDim;
+  }
+
+  // Index of element d of row (slot s, KV head g) in the k (value = false) or v array.
+  int64_t at(bool value, int64_t s, int g, int d) const {
+    const int64_t ss = (value ? vStride : kStride) ? (value ? vStride : kStride) : row();
+    const int64_t hs = (value ? vHeadStride : kHeadStride) ? (value ? vHeadStride : kHeadStride) : headDim;
+    return s * ss + g * hs + d;
+  }
+
+  // Moves k and v (after fill) to the head-major layout of an engine cache: row (s, g) at
+  // s * (headDim + slotPad) + g * (nSlot * (headDim + slotPad) + headPad). The padding is garbage.
+  void toHeadMajor(int64_t slotPad, int64_t headPad) {
+    for (bool value : {false, true}) {
+      std::vector<float>& f = value ? vf : kf;
+      std::vector<uint16_t>& h = value ? vh : kh;
+      Case old = *this;
+      int64_t& ss = value ? vStride : kStride;
+      int64_t& hs = value ? vHeadStride : kHeadStride;
+      ss = headDim + slotPad;
+      hs = nSlot() * ss + headPad;
+      f.assign(static_cast<size_t>(extent(value)), 1e30f);
+      if (kvType == KVType::F16) h.assign(f.size(), 0x7c00);  // +inf
+      for (int64_t s = 0; s < nSlot(); s++)
+        for (int g = 0; g < nHeadKV; g++)
+          for (int d = 0; d < headDim; d++) {
+            f[static_cast<size_t>(at(value, s, g, d))] = (value ? old.vf : old.kf)[static_cast<size_t>(old.at(value, s, g, d))];
+            if (kvType == KVType::F16)
+              h[static_cast<size_t>(at(value, s, g, d))] = (value ? old.vh : old.kh)[static_cast<size_t>(old.at(value, s, g, d))];
+          }
+    }
+  }
+
   // Fills q, k, v with values in [-1, 1] (k and v rounded to f16 when kvType is F16).
   void fill(Rng& rng) {
     q.resize(static_cast<size_t>(nQ) * nHead * headDim);
     for (auto& x : q) x = rng.sym();
-    const int64_t ks = kStride ? kStride : row(), vs = vStride ? vStride : row();
-    const size_t kn = static_cast<size_t>(nSlot() * ks), vn = static_cast<size_t>(nSlot() * vs);
+    const size_t kn = static_cast<size_t>(extent(false)), vn = static_cast<size_t>(extent(true));
     kf.assign(kn, 0.0f);
     vf.assign(vn, 0.0f);
     for (auto& x : kf) x = rng.sym();
@@ -139,6 +176,8 @@ struct Case {
     p.kvType = kvType;
     p.kSlotStride = kStride;
     p.vSlotStride = vStride;
+    p.kHeadStride = kHeadStride;
+    p.vHeadStride = vHeadStride;
     p.slotPos = slotPos.data();
     p.qPos = qPos.data();
     p.scale = scale;

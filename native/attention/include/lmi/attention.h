@@ -52,12 +52,19 @@ struct Problem {
   int64_t nSlot = 0; // key/value slots
 
   const float* q = nullptr;      // [nQ][nHead][headDim], un-rotated
-  const void* k = nullptr;       // [nSlot][nHeadKV][headDim], un-rotated, kvType elements
-  const void* v = nullptr;       // [nSlot][nHeadKV][headDim], kvType elements
+  const void* k = nullptr;       // [nSlot][nHeadKV][headDim] (see the strides), un-rotated, kvType elements
+  const void* v = nullptr;       // [nSlot][nHeadKV][headDim] (see the strides), kvType elements
   KVType kvType = KVType::F32;
-  // Row strides in elements between consecutive slots of k and v; 0 means nHeadKV * headDim.
+  // Strides in elements between consecutive slots of k and v; 0 means nHeadKV * headDim.
   int64_t kSlotStride = 0;
   int64_t vSlotStride = 0;
+  // Strides in elements between consecutive KV heads of k and v; 0 means headDim. Row (slot s,
+  // KV head g) starts at s * slotStride + g * headStride, and no two rows may overlap. The default
+  // is slot-major ([nSlot][nHeadKV][headDim]); a head-major cache ([nHeadKV][nSlot][headDim]) has
+  // slotStride = headDim and headStride = nSlot * headDim, and lets a decode step read each KV
+  // head's keys as one sequential stream. kNew/vNew rows are always [nHeadKV][headDim].
+  int64_t kHeadStride = 0;
+  int64_t vHeadStride = 0;
 
   const int64_t* slotPos = nullptr;  // [nSlot] absolute position of each slot; -1 marks an empty slot
   const int64_t* qPos = nullptr;     // [nQ] absolute position of each query, >= 0

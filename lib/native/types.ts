@@ -163,6 +163,11 @@ export interface NativeContextOptions {
    * between them, as a GPU model always does, on the CPU. Same results, more overhead.
    */
   segmented?: boolean;
+  /**
+   * @internal Testing knob: keep the CPU cache slot-major ([slot][KV head][headDim], what a GPU
+   * model uses) instead of head-major. Same results, slower decode at long windows.
+   */
+  slotMajorKV?: boolean;
 }
 
 export interface NativeEvalBatch {

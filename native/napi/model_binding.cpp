@@ -172,6 +172,7 @@ eng::ContextOptions parseContextOptions(const Napi::Object& o) {
   c.maxBatch = requireInteger(o, "maxBatch", 1, int64_t(1) << 16);
   c.threads = static_cast<int>(requireInteger(o, "threads", 1, 1024));
   if (!o.Get("segmented").IsUndefined()) c.segmented = requireBool(o, "segmented");  // testing knob
+  if (!o.Get("slotMajorKV").IsUndefined()) c.headMajorKV = !requireBool(o, "slotMajorKV");  // testing knob
   return c;
 }
 

@@ -11,71 +11,14 @@
  * archive, vanilla attention, and logits 'all' / 'last' / 'none' mixed in one stream.
  */
 import { loadAddon } from '../../lib/native/addon';
-import type { NativeAddon, NativeEvalBatch, NativeModel } from '../../lib/native/types';
+import type { NativeAddon, NativeModel } from '../../lib/native/types';
 import { fixturePath, STORIES } from '../gguf/helpers';
 import { writeSyntheticModel, type SyntheticArch, type SyntheticModelOptions } from '../helpers/synthetic-models';
 import { randomTokens } from '../reference-forward/compare';
 import { SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
+import { maxAbsDiff, stream, type StreamOptions } from './streams';
 
 const BOUND = 1e-5;
-
-interface StreamOptions {
-  total: number;
-  /** Chunk sizes, cycled; 1 = a decode step. */
-  chunks: number[];
-  nGlobal: number;
-  nLocal: number;
-  kvType: 'f16' | 'f32';
-  /** Logits modes, cycled per eval. */
-  modes: NativeEvalBatch['logits'][];
-  topK?: { k: number; insertAt: number; fromLayer: number };
-  vanilla?: boolean;
-  seed: number;
-}
-
-/** Every eval's logits (empty for 'none'), in order. */
-async function stream(model: NativeModel, o: StreamOptions, segmented: boolean): Promise<Float32Array[]> {
-  const maxChunk = Math.max(...o.chunks);
-  // Λ: a ring of nLocal slots (chunks longer than that need as many, or they would write a slot twice).
-  const nSlot = o.vanilla ? o.total : o.nGlobal + Math.max(o.nLocal, maxChunk);
-  const nArchive = o.topK ? o.total : 0;
-  const ctx = model.createContext({
-    nSlot,
-    nArchive,
-    topKFromLayer: o.topK ? o.topK.fromLayer : 0,
-    kvType: o.kvType,
-    maxBatch: maxChunk,
-    threads: 2,
-    segmented,
-  });
-  const table = new SlotTable(nSlot, o.vanilla ? 0 : o.nGlobal, nArchive);
-  const mask: Mask = o.vanilla
-    ? { lambda: false, origin: 0, nGlobal: 0, nLocal: o.total, limitDistance: o.total }
-    : { lambda: true, origin: 0, nGlobal: o.nGlobal, nLocal: o.nLocal, limitDistance: o.nLocal };
-  const topK = o.topK ? { k: o.topK.k, insertAt: o.topK.insertAt } : { k: 0, insertAt: 0 };
-  const tokens = randomTokens(o.total, o.seed);
-  const out: Float32Array[] = [];
-  for (let at = 0, i = 0; at < o.total; i++) {
-    const size = Math.min(o.chunks[i % o.chunks.length], o.total - at);
-    out.push(await ctx.eval(table.batch(tokens.slice(at, at + size), mask, o.modes[i % o.modes.length], topK)));
-    at += size;
-  }
-  ctx.dispose();
-  return out;
-}
-
-function maxAbsDiff(a: Float32Array[], b: Float32Array[]): number {
-  expect(b.length).toBe(a.length);
-  let max = 0;
-  for (let i = 0; i < a.length; i++) {
-    expect(b[i].length).toBe(a[i].length);
-    for (let j = 0; j < a[i].length; j++) {
-      const d = Math.abs(a[i][j] - b[i][j]);
-      if (!(d <= max)) max = Number.isNaN(d) ? Infinity : d;
-    }
-  }
-  return max;
-}
 
 const lines: string[] = [];
 afterAll(() => {
@@ -83,8 +26,8 @@ afterAll(() => {
 });
 
 async function expectSame(label: string, model: NativeModel, o: StreamOptions): Promise<void> {
-  const single = await stream(model, o, false);
-  const segmented = await stream(model, o, true);
+  const single = await stream(model, o);
+  const segmented = await stream(model, o, { segmented: true });
   const rows = single.reduce((s, r) => s + r.length, 0);
   const diff = maxAbsDiff(single, segmented);
   lines.push(`${label}: ${single.length} evals, ${rows} logits, max |Δ| ${diff.toExponential(2)}`);

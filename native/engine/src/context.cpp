@@ -104,7 +104,9 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
     createCpuBackend(o.threads, &c.pool, &c.backend);
   }
 
-  // K/V: per layer [Hkv, nSlot (+ nArchive from topKFromLayer on)], rows are slots.
+  // K/V: per layer nSlot (+ nArchive from topKFromLayer on) slots, head-major [headDim, slots,
+  // nHeadKV] on the CPU, slot-major [Hkv, slots] on a GPU (kv_cache.h).
+  const bool headMajor = o.headMajorKV && !gpu;
   const int64_t nLayer = hp.nLayer;
   const int64_t rowLen = hp.nHeadKV * hp.headDim;
   const ggml_type kvType = o.kvType == attn::KVType::F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
@@ -121,8 +123,10 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
   c.layerOps.resize(static_cast<size_t>(nLayer));
   for (int64_t il = 0; il < nLayer; il++) {
     const int64_t rows = (o.nArchive > 0 && il >= o.topKFromLayer) ? c.nSlotArchive : o.nSlot;
-    ggml_tensor* k = ggml_new_tensor_2d(c.kvCtx, kvType, rowLen, rows);
-    ggml_tensor* v = ggml_new_tensor_2d(c.kvCtx, kvType, rowLen, rows);
+    ggml_tensor* k = headMajor ? ggml_new_tensor_3d(c.kvCtx, kvType, hp.headDim, rows, hp.nHeadKV)
+                               : ggml_new_tensor_2d(c.kvCtx, kvType, rowLen, rows);
+    ggml_tensor* v = headMajor ? ggml_new_tensor_3d(c.kvCtx, kvType, hp.headDim, rows, hp.nHeadKV)
+                               : ggml_new_tensor_2d(c.kvCtx, kvType, rowLen, rows);
     ggml_format_name(k, "cache_k-%d", static_cast<int>(il));
     ggml_format_name(v, "cache_v-%d", static_cast<int>(il));
     c.target.kCache.push_back(k);
@@ -270,9 +274,10 @@ void Context::Impl::applyArchiveCopies() {
   for (int64_t il = opt.topKFromLayer; il < model->hp.nLayer; il++) {
     for (ggml_tensor* cache : {target.kCache[il], target.vCache[il]}) {
       auto* base = static_cast<uint8_t*>(cache->data);
-      const size_t row = cache->nb[1];
-      for (int64_t i = 0; i < nCopies; i++)
-        std::memcpy(base + row * copies[2 * i + 1], base + row * copies[2 * i], row);
+      for (int64_t g = 0; g < kvPieces(cache); g++)
+        for (int64_t i = 0; i < nCopies; i++)
+          std::memcpy(base + kvPieceOffset(cache, g, copies[2 * i + 1]), base + kvPieceOffset(cache, g, copies[2 * i]),
+                      kvPieceBytes(cache));
     }
   }
 }
@@ -324,8 +329,7 @@ void Context::run(float* logits) {
     p.kNew = node->src[3]->data;  // the batch's own rows (GraphBuilder::attention)
     p.vNew = node->src[4]->data;
     p.kvType = o.kvType;
-    p.kSlotStride = 0;
-    p.vSlotStride = 0;
+    setCacheStrides(p, c.target.kCache[il], c.target.vCache[il]);
     p.slotPos = c.slotPos.data();
     p.qPos = c.qPos.data();
     p.scale = model.attnScale;

@@ -14,6 +14,7 @@
 #include "ggml-cpu.h"
 #include "ggml.h"
 #include "graph.h"
+#include "kv_cache.h"
 #include "lmi/engine.h"
 #include "model.h"
 

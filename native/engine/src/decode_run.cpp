@@ -65,20 +65,26 @@ void Context::checkDecode(const DecodeRun& r) const {
 void Context::Impl::journalRows(int64_t from, int64_t to, bool save) {
   // Steps with consecutive slots (a ring's, a vanilla stream's) move as one block per tensor: on a
   // GPU that is one copy per layer and K/V instead of one per step.
+  // The journal holds, per layer and K/V, journalCapacity slots of each cache piece (kv_cache.h).
   const int64_t nLayer = model->hp.nLayer;
-  const size_t row = target.kCache[0]->nb[1];
+  const ggml_tensor* first = target.kCache[0];
+  const int64_t pieces = kvPieces(first);
+  const size_t piece = kvPieceBytes(first);
+  const size_t section = kvSlotBytes(first) * static_cast<size_t>(journalCapacity);
   for (int64_t a = from; a < to;) {
     int64_t b = a + 1;
     while (b < to && journalSlots[b] == journalSlots[b - 1] + 1) b++;
-    const size_t offset = static_cast<size_t>(journalSlots[a]) * row;
-    const size_t bytes = static_cast<size_t>(b - a) * row;
+    const size_t bytes = static_cast<size_t>(b - a) * piece;
     for (int64_t il = 0; il < nLayer; il++) {
       ggml_tensor* kv[2] = {target.kCache[il], target.vCache[il]};
       for (int w = 0; w < 2; w++) {
-        uint8_t* j = journal.data() + (static_cast<size_t>(2 * il + w) * static_cast<size_t>(journalCapacity) +
-                                       static_cast<size_t>(a)) * row;
-        if (save) ggml_backend_tensor_get(kv[w], j, offset, bytes);  // a memcpy for host buffers
-        else ggml_backend_tensor_set(kv[w], j, offset, bytes);
+        for (int64_t g = 0; g < pieces; g++) {
+          uint8_t* j = journal.data() + static_cast<size_t>(2 * il + w) * section +
+                       (static_cast<size_t>(g) * static_cast<size_t>(journalCapacity) + static_cast<size_t>(a)) * piece;
+          const size_t offset = kvPieceOffset(kv[w], g, journalSlots[a]);
+          if (save) ggml_backend_tensor_get(kv[w], j, offset, bytes);  // a memcpy for host buffers
+          else ggml_backend_tensor_set(kv[w], j, offset, bytes);
+        }
       }
     }
     a = b;
@@ -92,7 +98,7 @@ DecodeOutcome Context::decode(const DecodeRun& r, TokenSampler& sampler, Sfc32& 
   const auto start = std::chrono::steady_clock::now();
   // Every row the run may overwrite is kept before it starts (a run that ends early kept a few
   // rows too many, which costs less than a copy per step).
-  const size_t row = c.target.kCache[0]->nb[1];
+  const size_t row = kvSlotBytes(c.target.kCache[0]);
   const size_t bytes = static_cast<size_t>(2 * c.model->hp.nLayer) * row * static_cast<size_t>(r.maxSteps);
   if (c.journal.size() < bytes) c.journal.resize(bytes);
   c.journalSlots.assign(r.slots, r.slots + r.maxSteps);

@@ -110,6 +110,13 @@ void GraphBuilder::writeCache(int il, ggml_tensor* kRows, ggml_tensor* vRows) {
   const char* names[2] = {"k_write", "v_write"};
   for (int i = 0; i < 2; i++) {
     ggml_tensor* src = rows[i]->type == GGML_TYPE_F32 ? rows[i] : ggml_cast(ctx, rows[i], GGML_TYPE_F32);
+    if (cache[i]->ne[2] > 1) {
+      // Head-major cache [headDim, slots, nHeadKV] (kv_cache.h): rows [Hkv, n] seen as
+      // [headDim, n, nHeadKV], each KV head's n rows going to its own slots.
+      const size_t f = ggml_element_size(src);
+      src = ggml_view_3d(ctx, src, hp.headDim, hp.nHeadKV, n, hp.headDim * f, src->nb[1], 0);
+      src = ggml_permute(ctx, src, 0, 2, 1, 3);
+    }
     ggml_build_forward_expand(gf, named(ggml_set_rows(ctx, cache[i], src, inpSlots), names[i], il));
   }
 }

@@ -178,8 +178,10 @@ void multiAttentionOp(ggml_tensor* dst, int ith, int nth, void* userdata) {
     ggml_tensor* cache[2] = {c->target.kCache[static_cast<size_t>(il)], c->target.vCache[static_cast<size_t>(il)]};
     const std::vector<uint8_t>* rows[2] = {&c->kNewRows, &c->vNewRows};
     for (int kv = 0; kv < 2; kv++)
-      std::memcpy(static_cast<uint8_t*>(cache[kv]->data) + slot * cache[kv]->nb[1],
-                  rows[kv]->data() + static_cast<size_t>(i) * rowBytes, rowBytes);
+      for (int64_t g = 0; g < kvPieces(cache[kv]); g++)  // a new row's piece g is its bytes [g, g + 1) * piece
+        std::memcpy(static_cast<uint8_t*>(cache[kv]->data) + kvPieceOffset(cache[kv], g, slot),
+                    rows[kv]->data() + static_cast<size_t>(i) * rowBytes + static_cast<size_t>(g) * kvPieceBytes(cache[kv]),
+                    kvPieceBytes(cache[kv]));
   }
 }
 
@@ -375,6 +377,7 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
       p.kNew = c.kNewRows.data();
       p.vNew = c.vNewRows.data();
       p.kvType = c.opt.kvType;
+      setCacheStrides(p, c.target.kCache[static_cast<size_t>(il)], c.target.vCache[static_cast<size_t>(il)]);
       p.slotPos = c.slotPos.data();
       p.qPos = c.qPos.data();
       p.scale = model.attnScale;

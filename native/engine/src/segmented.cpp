@@ -178,15 +178,17 @@ void SegmentedExecutor::archiveCopies() {
   // each (a ring evicts consecutive slots into consecutive archive slots: one or two runs).
   for (int64_t il = c_.opt.topKFromLayer; il < c_.model->hp.nLayer; il++) {
     for (ggml_tensor* cache : {c_.target.kCache[il], c_.target.vCache[il]}) {
-      const size_t row = cache->nb[1];
       for (int64_t i = 0; i < c_.nCopies;) {
         int64_t len = 1;
         while (i + len < c_.nCopies && c_.copies[2 * (i + len)] == c_.copies[2 * i] + len &&
                c_.copies[2 * (i + len) + 1] == c_.copies[2 * i + 1] + len)
           len++;
-        rowCopy_.resize(row * static_cast<size_t>(len));
-        ggml_backend_tensor_get(cache, rowCopy_.data(), row * static_cast<size_t>(c_.copies[2 * i]), rowCopy_.size());
-        ggml_backend_tensor_set(cache, rowCopy_.data(), row * static_cast<size_t>(c_.copies[2 * i + 1]), rowCopy_.size());
+        rowCopy_.resize(kvPieceBytes(cache) * static_cast<size_t>(len));
+        for (int64_t g = 0; g < kvPieces(cache); g++) {
+          ggml_backend_tensor_get(cache, rowCopy_.data(), kvPieceOffset(cache, g, c_.copies[2 * i]), rowCopy_.size());
+          ggml_backend_tensor_set(cache, rowCopy_.data(), kvPieceOffset(cache, g, c_.copies[2 * i + 1]),
+                                  rowCopy_.size());
+        }
         i += len;
       }
     }
@@ -232,6 +234,7 @@ attn::Problem SegmentedExecutor::problem(int il) const {
   p.kNew = boundary_.kNew->data;
   p.vNew = boundary_.vNew->data;
   p.kvType = o.kvType;
+  setCacheStrides(p, c_.target.kCache[il], c_.target.vCache[il]);
   p.slotPos = gpu_ ? static_cast<const int64_t*>(slotPosDev_->data) : c_.slotPos.data();
   p.qPos = gpu_ ? static_cast<const int64_t*>(qPosDev_->data) : c_.qPos.data();
   p.scale = model.attnScale;

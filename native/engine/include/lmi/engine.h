@@ -126,6 +126,10 @@ struct ContextOptions {
   // always does) instead of one graph with the kernel as a custom op. On the CPU this is a testing
   // knob: same results, more overhead.
   bool segmented = false;
+  // K/V laid out per KV head ([nHeadKV][slot][headDim] per layer) rather than per slot, so that a
+  // decode step reads each KV head's keys as one sequential stream. CPU models only: a GPU model's
+  // cache is always slot-major (the CUDA kernels read that layout). Same results either way.
+  bool headMajorKV = true;
 };
 
 // One eval() call's input, as views; stage() copies what it needs.

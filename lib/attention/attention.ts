@@ -51,6 +51,8 @@ export interface AttentionInput {
   threads?: number;
   /** Use the portable kernel even where AVX2/FMA is available (for tests). */
   forcePortable?: boolean;
+  /** Keep to the AVX2 decode tiles even where the CPU has AVX-512 (for tests and A/B runs). */
+  noAvx512?: boolean;
 }
 
 function fail(message: string): never {
@@ -177,6 +179,7 @@ export function toNativeAttentionArgs(input: AttentionInput): NativeAttentionArg
     q: input.q, k: input.k, v: input.v,
     slotPos, qPos, scale, encoding, mask, topK, threads,
     forcePortable: input.forcePortable === true,
+    noAvx512: input.noAvx512 === true,
   };
 }
 

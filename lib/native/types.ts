@@ -28,6 +28,7 @@ export interface NativeAttentionArgs {
   topK: { k: number; insertAt: number };
   threads: number;
   forcePortable?: boolean;
+  noAvx512?: boolean;
 }
 
 export interface NativeSystemInfo {

@@ -135,6 +135,8 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     opts.threads = static_cast<int>(requireInteger(args, "threads", 1, 1024));
     Napi::Value portable = args.Get("forcePortable");
     opts.forcePortable = portable.IsBoolean() && portable.As<Napi::Boolean>().Value();
+    Napi::Value noAvx512 = args.Get("noAvx512");
+    opts.noAvx512 = noAvx512.IsBoolean() && noAvx512.As<Napi::Boolean>().Value();
 
     Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(qElems));
     p.out = out.Data();

@@ -65,6 +65,8 @@ constexpr int kKT = 64;                          // keys per tile
 constexpr int kRowsTarget = 64;                  // (query, head) rows per block, target
 constexpr int kLockstepHeads = 8;               // runPartition decode: KV heads walked together
 constexpr int kRowKeysMaxRows = 4;               // blocks with at most this many rows skip transposing keys
+constexpr int kFusedMaxRows = 16;                // ... and at most this many take the fused decode tiles (faster up to 16-24 rows)
+constexpr int kFusedGroupRows = 4;               // rows per call of the fused primitives
 constexpr int64_t kTargetItems = 32;             // run(): split keys below this many items
 constexpr int64_t kMinTilesPerSplit = 4;
 constexpr double kFlopsPerThread = 1 << 21;      // run(): at least this much work per extra thread
@@ -520,6 +522,7 @@ class Worker {
     nh_ = nh;
     // A block property (not the item's), so head subsets do not change the arithmetic.
     rowKeys_ = nq_ * P_.G <= kRowKeysMaxRows;
+    fusedRows_ = nq_ * P_.G <= kFusedMaxRows;
     R_ = nq_ * nh;
     const bool needGlobal = P_.lambda && P_.gEnd > 0;
     qGlob_ = P_.rope ? sc_.qGlob.data() : sc_.qLoc.data();
@@ -709,11 +712,17 @@ class Worker {
       S = sp;
       qLoc = queriesFrom(blk, anchor);
     }
+    // The primitives take up to four rows; larger GQA groups take several calls, each converting
+    // and turning the keys again (from L1). Every row's arithmetic is the same however they group.
     float* Sc = sc_.s.data();
-    ops_.localLogits(R_, n, kp, p_.kvType, P_.D, P_.rd, p_.pe.pairing, C, S, qLoc, Dp, Sc, kKT);
+    for (int r0 = 0; r0 < R_; r0 += kFusedGroupRows)
+      ops_.localLogits(std::min(kFusedGroupRows, R_ - r0), n, kp, p_.kvType, P_.D, P_.rd, p_.pe.pairing, C, S,
+                       qLoc + static_cast<size_t>(r0) * Dp, Dp, Sc + static_cast<size_t>(r0) * kKT, kKT);
     finishLocalLogits(Sc, jp, n);
     ops_.softmaxTile(Sc, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
-    ops_.accumulateValues(R_, n, vp, p_.kvType, P_.D, Sc, kKT, sc_.o.data(), Dp);
+    for (int r0 = 0; r0 < R_; r0 += kFusedGroupRows)
+      ops_.accumulateValues(std::min(kFusedGroupRows, R_ - r0), n, vp, p_.kvType, P_.D,
+                            Sc + static_cast<size_t>(r0) * kKT, kKT, sc_.o.data() + static_cast<size_t>(r0) * Dp, Dp);
   }
 
   // One tile: sorted keys [c0, c0 + n), n <= kKT.
@@ -740,7 +749,7 @@ class Worker {
       }
     }
 
-    if (kind == Kind::AllLocal && rowKeys_ && P_.fusedLocal) return fusedLocalTile(blk, g, c0, n);
+    if (kind == Kind::AllLocal && fusedRows_ && P_.fusedLocal) return fusedLocalTile(blk, g, c0, n);
 
     bool anyLocal = kind == Kind::AllLocal, anyGlobal = kind == Kind::AllGlobal, anyMiddle = kind == Kind::AllMiddle;
     int8_t* cls = sc_.cls.data();
@@ -887,6 +896,7 @@ class Worker {
   int g_ = 0;
   int nq_ = 0, nh_ = 0, R_ = 0;
   bool rowKeys_ = false;
+  bool fusedRows_ = false;
   const float* qGlob_ = nullptr;
   const float* qMid_ = nullptr;
 };
@@ -1038,7 +1048,7 @@ void runPartition(const Problem& p, int ith, int nth, const RunOptions& opts) {
   Plan P;
   buildPlan(p, &ops, nth, lease->plan, P);
   const bool decode = P.nBlocks == 1 && P.nHS == 1 && P.nKS == 1 &&
-                      (P.blocks[0].qEnd - P.blocks[0].qBegin) * P.G <= kRowKeysMaxRows;
+                      (P.blocks[0].qEnd - P.blocks[0].qBegin) * P.G <= kFusedMaxRows;
   if (!decode) {
     Worker w(P, *lease);
     for (int64_t t = ith; t < P.nItems; t += nth) w.run(t);

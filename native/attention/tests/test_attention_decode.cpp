@@ -1,7 +1,7 @@
 // Decode-sized problems (a few query rows per KV head), the shapes the fused decode tiles take
 // (AVX2 and AVX-512) and some they leave to the general tile path (rotary widths that are not a
 // multiple of 32): head dims 64-256, full and partial rotary in both pairings, ALiBi, no encoding,
-// f16 and f32 K/V, strided slots, GQA 1/2/4 over 1-12 KV heads, Λ and vanilla, windows from one
+// f16 and f32 K/V, strided slots and head-major caches, GQA 1/2/4/5/7/8/16 over 1-12 KV heads, Λ and vanilla, windows from one
 // key to several tiles with a short last tile, positions near 0 and past 2^40. Each path against
 // the dense reference; where the CPU has AVX-512, its tiles against the AVX2 ones (the same
 // arithmetic but for the order in which each dot product is summed); and runPartition (whose
@@ -17,7 +17,8 @@ namespace {
 
 Case decodeCase(Rng& rng, int idx) {
   Case c;
-  const int G = std::vector<int>{1, 2, 4}[idx % 3];
+  // GQA groups up to 16 query heads: more than four rows take the fused primitives in several calls.
+  const int G = std::vector<int>{1, 2, 4, 5, 8, 7, 16}[idx % 7];
   // Up to 4 KV heads, sometimes more than runPartition walks in one lockstep group (8).
   c.nHeadKV = static_cast<int>(rng.coin(0.1) ? rng.range(9, 12) : rng.range(1, 4));
   c.nHead = G * c.nHeadKV;
@@ -52,8 +53,8 @@ Case decodeCase(Rng& rng, int idx) {
   for (int64_t t = std::max(pinned, n - W); t < n; t++) ring[(t - pinned) % W] = base + t;
   c.slotPos.insert(c.slotPos.end(), ring.begin(), ring.end());
 
-  // One query, or 4 / G consecutive ones (still a decode-sized block).
-  const int nQ = rng.coin(0.7) ? 1 : 4 / G;
+  // One query, or 16 / G consecutive ones (still a decode-sized block).
+  const int nQ = rng.coin(0.7) ? 1 : static_cast<int>(std::min<int64_t>(16 / G, n));
   for (int i = 0; i < nQ; i++) c.qPos.push_back(base + n - nQ + i);
   c.nQ = nQ;
 

@@ -3,6 +3,7 @@
 //   lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]
 //                       [--head-dim D] [--local W] [--portable] [--decode-only]
 //                       [--layers N] [--partition] [--no-avx512] [--head-major]
+//                       [--rotary-dim R] [--neox]
 //
 // decode  : one query. Λ at window w: 10 global + w local keys (nLocal = limitDistance = w)
 //           at stream position 2^20; vanilla at window w: causal over w keys.
@@ -10,6 +11,7 @@
 //           nGlobal = 10; vanilla: causal over all n.
 // --head-major: K/V laid out [KV head][slot][headDim] (the engine's CPU cache) instead of
 //           [slot][KV head][headDim].
+// --rotary-dim R, --neox: partial rotary over the first R dims (default all), NeoX pairs.
 // --no-avx512: keep to the AVX2 path where the CPU also has the AVX-512 decode tiles.
 // --partition: decode through runPartition(p, 0, 1), the engine's entry point (one thread),
 //           instead of run().
@@ -37,7 +39,8 @@ using namespace lmi::attn;
 
 struct Config {
   bool quick = false, json = false, portable = false, decodeOnly = false, partition = false, noAvx512 = false;
-  bool headMajor = false;
+  bool headMajor = false, neox = false;
+  int rotaryDim = 0;
   int threads = 0, layers = 1;
   int nHead = 8, nHeadKV = 4, headDim = 64;
   int64_t nLocal = 2048, nGlobal = 10;
@@ -89,6 +92,8 @@ Problem problemFor(Buffers& b, const Config& c, bool lambda, int64_t nLocal, int
   p.k = b.k.data();
   p.v = b.v.data();
   p.kvType = KVType::F16;
+  p.pe.rotaryDim = c.rotaryDim;
+  p.pe.pairing = c.neox ? RopePairing::NeoX : RopePairing::Normal;
   if (c.headMajor) {  // the buffers hold random rows: only the addressing changes
     p.kSlotStride = p.vSlotStride = c.headDim;
     p.kHeadStride = p.vHeadStride = p.nSlot * c.headDim;
@@ -185,7 +190,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]\n"
                "                           [--head-dim D] [--local W] [--portable] [--decode-only] [--layers N]\n"
-               "                           [--partition] [--no-avx512] [--head-major]\n");
+               "                           [--partition] [--no-avx512] [--head-major] [--rotary-dim R] [--neox]\n");
   return 2;
 }
 
@@ -208,6 +213,8 @@ int main(int argc, char** argv) {
     else if (s == "--partition") c.partition = true;
     else if (s == "--no-avx512") c.noAvx512 = true;
     else if (s == "--head-major") c.headMajor = true;
+    else if (s == "--neox") c.neox = true;
+    else if (s == "--rotary-dim") { if (!value(c.rotaryDim)) return usage(); }
     else if (s == "--threads") { if (!value(c.threads)) return usage(); }
     else if (s == "--heads") { if (!value(c.nHead)) return usage(); }
     else if (s == "--kv-heads") { if (!value(c.nHeadKV)) return usage(); }

@@ -40,7 +40,7 @@ struct KernelOps {
 
   // Decode tiles whose keys are all local, fused (null on the portable path: the caller then uses
   // the primitives above). Rows are given by pointer (f32 or f16, D elements each);
-  // D % 16 == 0, D <= 256, R <= 4, n <= 64, and with RoPE rd % 32 == 0.
+  // D % 16 == 0, D <= 256, R <= 4, n <= 64, and with RoPE rd % 16 == 0.
   // out[r][c] = sum_d Q[r][d] * K'_c[d] for r < R, c < n, where K'_c is key c turned by R(-p_c)
   // through its pair coefficients C[c], S[c] (rotate() with sign -1; C == nullptr: no RoPE).
   void (*localLogits)(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,

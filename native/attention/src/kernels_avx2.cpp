@@ -287,7 +287,7 @@ LMI_AVX2 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, f
   }
 }
 
-// Decode tiles, fused (KernelOps::localLogits / accumulateValues; D % 16 == 0, rd % 32 == 0).
+// Decode tiles, fused (KernelOps::localLogits / accumulateValues; D % 16 == 0, rd % 16 == 0).
 // One key at a time: its rows' products accumulate in one register per query row, 16 dims (a unit)
 // at a time, and the four rows' sums come out of one horizontal reduction.
 

@@ -66,7 +66,8 @@ LMI_AVX512 inline void turnNeoX(__m512& a, __m512& b, const float* C16, const fl
   a = ya;
 }
 
-// v = R(-p) v on its first rd dims (rd % 32 == 0), as rotate(..., sign = -1) would. With NV
+// v = R(-p) v on its first rd dims (rd % 16 == 0 for Normal pairs, rd % 32 == 0 for NeoX ones),
+// as rotate(..., sign = -1) would. With NV
 // known, every index is a constant (the vectors stay in registers) except for partial NeoX.
 template <int NV>
 LMI_AVX512 inline void turnBack(__m512* v, int nv, int rd, RopePairing pairing, const float* C, const float* S) {
@@ -148,9 +149,15 @@ LMI_AVX512 void localLogitsWidth(int R, int n, const void* const* keys, KVType t
   }
 }
 
+// NeoX rotary widths that are a multiple of 16 but not of 32 (e.g. 16: Pythia-160M, StableLM-2)
+// split each half across a 16-lane vector: those keys take the AVX2 version, 8 lanes wide.
+const KernelOps* gAvx2 = nullptr;
+
 LMI_AVX512 void localLogits(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
                             const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                             int ldo) {
+  if (C != nullptr && pairing == RopePairing::NeoX && rd % 32 != 0)
+    return gAvx2->localLogits(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo);
   switch (D) {
     case 64: localLogitsWidth<4>(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
     case 128: localLogitsWidth<8>(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
@@ -164,6 +171,7 @@ const KernelOps* avx512Ops() {
   const KernelOps* base = avx2Ops();
   if (base == nullptr) return nullptr;
   static const KernelOps ops = [base] {
+    gAvx2 = base;
     KernelOps o = *base;
     o.localLogits = localLogits;
     return o;

@@ -1,8 +1,9 @@
 // Decode-sized problems (a few query rows per KV head), the shapes the fused decode tiles take
-// (AVX2 and AVX-512) and some they leave to the general tile path (rotary widths that are not a
-// multiple of 32): head dims 64-256, full and partial rotary in both pairings, ALiBi, no encoding,
-// f16 and f32 K/V, strided slots and head-major caches, GQA 1/2/4/5/7/8/16 over 1-12 KV heads, Λ and vanilla, windows from one
-// key to several tiles with a short last tile, positions near 0 and past 2^40. Each path against
+// (AVX2 and AVX-512; NeoX rotary widths that are an odd multiple of 16 on the AVX2 code) and some
+// they leave to the general tile path (rotary widths that are not a multiple of 16): head dims
+// 64-256, full and partial rotary in both pairings, ALiBi, no encoding, f16 and f32 K/V, strided
+// slots and head-major caches, GQA 1/2/4/5/7/8/16 over 1-12 KV heads, Λ and vanilla, windows from
+// one key to several tiles with a short last tile, positions near 0 and past 2^40. Each path against
 // the dense reference; where the CPU has AVX-512, its tiles against the AVX2 ones (the same
 // arithmetic but for the order in which each dot product is summed); and runPartition (whose
 // threads walk their KV heads in lockstep) bit-equal for every nth.
@@ -28,9 +29,12 @@ Case decodeCase(Rng& rng, int idx) {
   c.pe.kind = enc < 0.75 ? Encoding::Rope : enc < 0.9 ? Encoding::Alibi : Encoding::None;
   c.pe.pairing = rng.coin() ? RopePairing::Normal : RopePairing::NeoX;
   const double rdp = rng.uniform();
-  // Full rotary, a multiple of 32 below it (the decode tiles' partial case), or any even width.
-  c.pe.rotaryDim = rdp < 0.5 ? 0 : rdp < 0.85 ? static_cast<int>(32 * rng.range(1, c.headDim / 32)) :
-                                               static_cast<int>(2 * rng.range(1, c.headDim / 2));
+  // Full rotary, a multiple of 32 or an odd multiple of 16 below it (the decode tiles' partial
+  // cases), or any even width.
+  c.pe.rotaryDim = rdp < 0.5    ? 0
+                   : rdp < 0.7  ? static_cast<int>(32 * rng.range(1, c.headDim / 32))
+                   : rdp < 0.85 ? static_cast<int>(16 * (2 * rng.range(0, (c.headDim / 16 - 1) / 2) + 1))  // odd * 16
+                                : static_cast<int>(2 * rng.range(1, c.headDim / 2));
   c.pe.thetaBase = rng.pick(std::vector<double>{10000.0, 500000.0});
   c.pe.freqScale = rng.pick(std::vector<double>{1.0, 0.25});
   if (rng.coin(0.25)) c.kStride = c.row() + 16 * rng.range(1, 3);

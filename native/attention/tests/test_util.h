@@ -9,6 +9,7 @@
 #include <cstring>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lmi/attention.h"
@@ -104,40 +105,41 @@ struct Case {
   int64_t nSlot() const { return static_cast<int64_t>(slotPos.size()); }
   int64_t row() const { return static_cast<int64_t>(nHeadKV) * headDim; }
 
-  // Elements a k (value = false) or v array spans with its strides.
-  int64_t extent(bool value) const {
-    const int64_t s = (value ? vStride : kStride) ? (value ? vStride : kStride) : row();
-    const int64_t h = (value ? vHeadStride : kHeadStride) ? (value ? vHeadStride : kHeadStride) : headDim;
-    return nSlot() == 0 ? 0 : (nSlot() - 1) * s + (nHeadKV - 1) * h + headDim;
+  // The slot and KV-head strides of k (value = false) or v, 0s resolved.
+  std::pair<int64_t, int64_t> strides(bool value) const {
+    const int64_t s = value ? vStride : kStride, h = value ? vHeadStride : kHeadStride;
+    return {s ? s : row(), h ? h : headDim};
   }
 
-  // Index of element d of row (slot s, KV head g) in the k (value = false) or v array.
-  int64_t at(bool value, int64_t s, int g, int d) const {
-    const int64_t ss = (value ? vStride : kStride) ? (value ? vStride : kStride) : row();
-    const int64_t hs = (value ? vHeadStride : kHeadStride) ? (value ? vHeadStride : kHeadStride) : headDim;
-    return s * ss + g * hs + d;
+  // Elements a k (value = false) or v array spans with its strides.
+  int64_t extent(bool value) const {
+    const auto [s, h] = strides(value);
+    return nSlot() == 0 ? 0 : (nSlot() - 1) * s + (nHeadKV - 1) * h + headDim;
   }
 
   // Moves k and v (after fill) to the head-major layout of an engine cache: row (s, g) at
   // s * (headDim + slotPad) + g * (nSlot * (headDim + slotPad) + headPad). The padding is garbage.
   void toHeadMajor(int64_t slotPad, int64_t headPad) {
     for (bool value : {false, true}) {
+      const auto [oldS, oldH] = strides(value);
+      const int64_t newS = headDim + slotPad, newH = nSlot() * newS + headPad;
+      (value ? vStride : kStride) = newS;
+      (value ? vHeadStride : kHeadStride) = newH;
+      const size_t n = static_cast<size_t>(extent(value));
       std::vector<float>& f = value ? vf : kf;
       std::vector<uint16_t>& h = value ? vh : kh;
-      Case old = *this;
-      int64_t& ss = value ? vStride : kStride;
-      int64_t& hs = value ? vHeadStride : kHeadStride;
-      ss = headDim + slotPad;
-      hs = nSlot() * ss + headPad;
-      f.assign(static_cast<size_t>(extent(value)), 1e30f);
-      if (kvType == KVType::F16) h.assign(f.size(), 0x7c00);  // +inf
+      std::vector<float> nf(n, 1e30f);
+      std::vector<uint16_t> nh(kvType == KVType::F16 ? n : 0, 0x7c00);  // +inf
       for (int64_t s = 0; s < nSlot(); s++)
         for (int g = 0; g < nHeadKV; g++)
           for (int d = 0; d < headDim; d++) {
-            f[static_cast<size_t>(at(value, s, g, d))] = (value ? old.vf : old.kf)[static_cast<size_t>(old.at(value, s, g, d))];
-            if (kvType == KVType::F16)
-              h[static_cast<size_t>(at(value, s, g, d))] = (value ? old.vh : old.kh)[static_cast<size_t>(old.at(value, s, g, d))];
+            const size_t from = static_cast<size_t>(s * oldS + g * oldH + d);
+            const size_t to = static_cast<size_t>(s * newS + g * newH + d);
+            nf[to] = f[from];
+            if (!nh.empty()) nh[to] = h[from];
           }
+      f.swap(nf);
+      if (!nh.empty()) h.swap(nh);
     }
   }
 

@@ -171,7 +171,7 @@ struct Scratch {
     grow(topN, rows);
     for (auto* v : {&kPtr, &vPtr}) grow(*v, kKT);
     for (auto* v : {&cPtr, &sPtr}) grow(*v, kKT);
-    grow(ropeTile, static_cast<size_t>(kKT) * std::max(P.rd, 1));
+    grow(ropeTile, static_cast<size_t>(kKT) * 2 * std::max(P.rd, 1));
   }
 };
 
@@ -697,15 +697,31 @@ class Worker {
       const float** cp = sc_.cPtr.data();
       const float** sp = sc_.sPtr.data();
       const RopeTable& table = *P_.table;
-      const int half = P_.rd / 2;
-      for (int c = 0; c < n; c++) {
-        const int64_t d = anchor - jp[c];
-        const float* row = d < RopeTable::kLo ? table.builtLowRow(d) : nullptr;
-        if (row != nullptr) {
+      const int rd = P_.rd;
+      if (p_.pe.pairing == RopePairing::Normal) {
+        for (int c = 0; c < n; c++) {
+          const int64_t d = anchor - jp[c];
+          const float* row;
+          if (d < RopeTable::kLaneRows) {
+            row = table.laneRow(d);
+          } else {
+            float* t = sc_.ropeTile.data() + static_cast<size_t>(c) * 2 * rd;
+            table.laneCoeffs(d, t);
+            row = t;
+          }
           cp[c] = row;
-          sp[c] = row + half;
-        } else {
-          table.coeffs(d, &cp[c], &sp[c], sc_.ropeTile.data() + static_cast<size_t>(c) * P_.rd);
+          sp[c] = row + rd;
+        }
+      } else {
+        for (int c = 0; c < n; c++) {
+          const int64_t d = anchor - jp[c];
+          const float* row = d < RopeTable::kLo ? table.builtLowRow(d) : nullptr;
+          if (row != nullptr) {
+            cp[c] = row;
+            sp[c] = row + rd / 2;
+          } else {
+            table.coeffs(d, &cp[c], &sp[c], sc_.ropeTile.data() + static_cast<size_t>(c) * 2 * rd);
+          }
         }
       }
       C = cp;

@@ -42,7 +42,9 @@ struct KernelOps {
   // the primitives above). Rows are given by pointer (f32 or f16, D elements each);
   // D % 16 == 0, D <= 256, R <= 4, n <= 64, and with RoPE rd % 16 == 0.
   // out[r][c] = sum_d Q[r][d] * K'_c[d] for r < R, c < n, where K'_c is key c turned by R(-p_c)
-  // through its pair coefficients C[c], S[c] (rotate() with sign -1; C == nullptr: no RoPE).
+  // with rotate()'s roundings (sign -1; C == nullptr: no RoPE). C[c], S[c]: for NeoX pairs the
+  // pair coefficients (rd / 2 each, as rotate() takes them); for Normal pairs the lane
+  // coefficients (rd each, RopeTable::laneCoeffs), so that a turn is a multiply, a lane swap and an FMA.
   void (*localLogits)(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
                       const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                       int ldo);

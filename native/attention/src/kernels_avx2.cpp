@@ -313,7 +313,6 @@ LMI_AVX2 void localLogitsRows(int n, const void* const* keys, int D, int rd, Rop
                               const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                               int ldo) {
   const int turned = C != nullptr ? rd : 0;
-  const __m256 neg = _mm256_set1_ps(-1.0f);
   for (int c = 0; c < n; c++) {
     const void* key = keys[c];
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -324,26 +323,21 @@ LMI_AVX2 void localLogitsRows(int n, const void* const* keys, int D, int rd, Rop
       const float* Sc = S[c];
       for (int k = 0; k < half; k += 8) {
         const __m256 a = load8<F16>(key, k), b = load8<F16>(key, k + half);
+        // rotate()'s ya = a c - b s and yb = b c + a s with s = -S, the negation folded in.
         const __m256 cc = _mm256_loadu_ps(Cc + k);
-        const __m256 ss = _mm256_mul_ps(neg, _mm256_loadu_ps(Sc + k));
-        dotStep<R>(acc, Q, ldq, k, _mm256_fnmadd_ps(b, ss, _mm256_mul_ps(a, cc)));
-        dotStep<R>(acc, Q, ldq, k + half, _mm256_fmadd_ps(a, ss, _mm256_mul_ps(b, cc)));
+        const __m256 ss = _mm256_loadu_ps(Sc + k);
+        dotStep<R>(acc, Q, ldq, k, _mm256_fmadd_ps(b, ss, _mm256_mul_ps(a, cc)));
+        dotStep<R>(acc, Q, ldq, k + half, _mm256_fnmadd_ps(a, ss, _mm256_mul_ps(b, cc)));
       }
     } else if (turned > 0) {
-      // Normal pairs, 8 per 16 dims, in rotate()'s lane order and roundings.
+      // Normal pairs from lane coefficients: y = x C + (x, pairs swapped) S.
       const float* Cc = C[c];
       const float* Sc = S[c];
-      for (int k = 0; k < turned / 2; k += 8) {
-        const __m256 v0 = load8<F16>(key, 2 * k), v1 = load8<F16>(key, 2 * k + 8);
-        const __m256 a = _mm256_shuffle_ps(v0, v1, 0x88);
-        const __m256 b = _mm256_shuffle_ps(v0, v1, 0xDD);
-        const __m256 cc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(Cc + k)), 0xD8));
-        const __m256 ss = _mm256_mul_ps(
-            neg, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(Sc + k)), 0xD8)));
-        const __m256 ya = _mm256_fmsub_ps(a, cc, _mm256_mul_ps(b, ss));
-        const __m256 yb = _mm256_fmadd_ps(b, cc, _mm256_mul_ps(a, ss));
-        dotStep<R>(acc, Q, ldq, 2 * k, _mm256_unpacklo_ps(ya, yb));
-        dotStep<R>(acc, Q, ldq, 2 * k + 8, _mm256_unpackhi_ps(ya, yb));
+      for (int i = 0; i < turned; i += 8) {
+        const __m256 x = load8<F16>(key, i);
+        const __m256 swapped = _mm256_permute_ps(x, 0xB1);
+        dotStep<R>(acc, Q, ldq, i,
+                   _mm256_fmadd_ps(x, _mm256_loadu_ps(Cc + i), _mm256_mul_ps(swapped, _mm256_loadu_ps(Sc + i))));
       }
     }
     for (int i = turned; i < D; i += 8) dotStep<R>(acc, Q, ldq, i, load8<F16>(key, i));

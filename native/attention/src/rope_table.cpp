@@ -10,6 +10,8 @@ RopeTable::RopeTable(double thetaBase, double freqScale, int rotaryDim)
   for (int k = 0; k < half_; k++) invFreq_[k] = freqScale * std::pow(thetaBase, -2.0 * k / rd_);
   for (auto& c : lo_) c.store(nullptr, std::memory_order_relaxed);
   for (auto& c : hi_) c.store(nullptr, std::memory_order_relaxed);
+  lanes_.resize(static_cast<size_t>(kLaneRows) * 2 * rd_);
+  for (int64_t p = 0; p < kLaneRows; p++) laneCoeffs(p, lanes_.data() + p * 2 * rd_);
 }
 
 RopeTable::~RopeTable() {
@@ -72,6 +74,19 @@ void RopeTable::coeffs(int64_t p, const float** C, const float** S, float* tmp) 
   }
   *C = tc;
   *S = ts;
+}
+
+void RopeTable::laneCoeffs(int64_t p, float* dst) const {
+  float* lc = dst;
+  float* ls = dst + rd_;
+  const float* C;
+  const float* S;
+  coeffs(p, &C, &S, lc);  // computed ones land in lc: the sines are spread first, then the cosines
+  for (int k = 0; k < half_; k++) {
+    ls[2 * k] = S[k];
+    ls[2 * k + 1] = -S[k];
+  }
+  for (int k = half_ - 1; k >= 0; k--) lc[2 * k] = lc[2 * k + 1] = C[k];  // C[j < k] is not yet overwritten
 }
 
 std::shared_ptr<const RopeTable> ropeTable(double thetaBase, double freqScale, int rotaryDim) {

@@ -45,6 +45,15 @@ class RopeTable {
     return chunk ? chunk + (p % kChunk) * rd_ : nullptr;
   }
 
+  // Lane coefficients of R(-p) for Normal pairs, the form the fused decode tiles turn keys with:
+  // rotaryDim cosines, each pair's in both of its lanes, then rotaryDim sines, +sin in a pair's
+  // first lane and -sin in its second, so that R(-p) x = x * C + (x, each pair's lanes swapped) * S.
+  // Built up front for p < kLaneRows, the distances within a tile of consecutive positions.
+  static constexpr int64_t kLaneRows = 64;
+  const float* laneRow(int64_t p) const { return lanes_.data() + p * 2 * rd_; }
+  // The same for any p >= 0, from coeffs(), into dst (2 * rotaryDim floats).
+  void laneCoeffs(int64_t p, float* dst) const;
+
   // Direct double-precision values (also what the table rows hold).
   void direct(int64_t p, float* C, float* S) const;
 
@@ -54,6 +63,7 @@ class RopeTable {
   double theta_, freq_;
   int rd_, half_;
   std::vector<double> invFreq_;   // [rd/2] freqScale * thetaBase^(-2k/rd)
+  std::vector<float> lanes_;      // [kLaneRows][2 rd]
   static constexpr int64_t kLoChunks = kLo / kChunk;
   static constexpr int64_t kHiChunks = kHi / kChunk;
   mutable std::atomic<float*> lo_[kLoChunks];

@@ -3,7 +3,8 @@
 // they leave to the general tile path (rotary widths that are not a multiple of 16): head dims
 // 64-256, full and partial rotary in both pairings, ALiBi, no encoding, f16 and f32 K/V, strided
 // slots and head-major caches, GQA 1/2/4/5/7/8/16 over 1-12 KV heads, Λ and vanilla, windows from
-// one key to several tiles with a short last tile, positions near 0 and past 2^40. Each path against
+// one key to several tiles with a short last tile, positions near 0 and past 2^40, with and
+// without holes between them. Each path against
 // the dense reference; where the CPU has AVX-512, its tiles against the AVX2 ones (the same
 // arithmetic but for the order in which each dot product is summed); and runPartition (whose
 // threads walk their KV heads in lockstep) bit-equal for every nth.
@@ -49,27 +50,30 @@ Case decodeCase(Rng& rng, int idx) {
   c.mask.nLocal = rng.pick(std::vector<int64_t>{16, 64, 200, 5000});
   c.mask.limitDistance = c.mask.nLocal;
 
+  // Token t sits at position base + step t: step > 1 leaves holes, so that a tile of local keys
+  // spans distances beyond the rotation coefficients the decode tiles keep precomputed.
+  const int64_t step = rng.coin(0.15) ? rng.range(2, 3) : 1;
   // A ring: the pinned first tokens, then the last W positions starting anywhere in the ring.
   const int64_t pinned = std::min<int64_t>(n, c.mask.nGlobal);
   const int64_t W = std::max<int64_t>(1, std::min<int64_t>(n - pinned, c.mask.nLocal));
-  for (int64_t t = 0; t < pinned; t++) c.slotPos.push_back(base + t);
+  for (int64_t t = 0; t < pinned; t++) c.slotPos.push_back(base + step * t);
   std::vector<int64_t> ring(W, -1);
-  for (int64_t t = std::max(pinned, n - W); t < n; t++) ring[(t - pinned) % W] = base + t;
+  for (int64_t t = std::max(pinned, n - W); t < n; t++) ring[(t - pinned) % W] = base + step * t;
   c.slotPos.insert(c.slotPos.end(), ring.begin(), ring.end());
 
   // One query, or 16 / G consecutive ones (still a decode-sized block).
   const int nQ = rng.coin(0.7) ? 1 : static_cast<int>(std::min<int64_t>(16 / G, n));
-  for (int i = 0; i < nQ; i++) c.qPos.push_back(base + n - nQ + i);
+  for (int i = 0; i < nQ; i++) c.qPos.push_back(base + step * (n - nQ + i));
   c.nQ = nQ;
 
   char buf[320];
   std::snprintf(buf, sizeof buf,
                 "decode case %d: nQ=%d nHead=%d nHeadKV=%d D=%d kv=%s strides=%lld/%lld enc=%d pair=%d rd=%d "
-                "lambda=%d nGlobal=%lld nLocal=%lld base=%lld n=%lld",
+                "lambda=%d nGlobal=%lld nLocal=%lld base=%lld step=%lld n=%lld",
                 idx, c.nQ, c.nHead, c.nHeadKV, c.headDim, c.kvType == KVType::F16 ? "f16" : "f32",
                 (long long)c.kStride, (long long)c.vStride, static_cast<int>(c.pe.kind),
                 static_cast<int>(c.pe.pairing), c.pe.rotaryDim, c.mask.lambda, (long long)c.mask.nGlobal,
-                (long long)c.mask.nLocal, (long long)base, (long long)n);
+                (long long)c.mask.nLocal, (long long)base, (long long)step, (long long)n);
   c.what = buf;
   c.fill(rng);
   if (rng.coin(0.4)) {  // the engine's head-major cache

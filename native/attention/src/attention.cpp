@@ -74,6 +74,13 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int roundUp8(int x) { return (x + 7) & ~7; }
 
+// v[c] == v[0] + c for every c < n (written without an early exit, so that it vectorizes).
+inline bool consecutive(const int64_t* v, int n) {
+  int64_t off = 0;
+  for (int c = 0; c < n; c++) off |= v[c] - v[0] - c;
+  return off == 0;
+}
+
 struct TopEntry {
   float v;      // the middle logit (scaled, with bias)
   int64_t idx;  // index into the sorted key list
@@ -678,14 +685,24 @@ class Worker {
       const char* k = static_cast<const char*>(p_.k) + static_cast<int64_t>(g) * P_.kHeadStride * elem;
       const char* v = static_cast<const char*>(p_.v) + static_cast<int64_t>(g) * P_.vHeadStride * elem;
       const int64_t ks = P_.kStride * elem, vs = P_.vStride * elem, nSlot = p_.nSlot;
-      for (int c = 0; c < n; c++) {
-        const int64_t slot = js[c];
-        if (slot < nSlot) {
-          kp[c] = k + slot * ks;
-          vp[c] = v + slot * vs;
-        } else {
-          kp[c] = rowAddress(false, slot, g);
-          vp[c] = rowAddress(true, slot, g);
+      if (js[n - 1] < nSlot && consecutive(js, n)) {
+        // Consecutive slots (a ring's run): a loop the compiler vectorizes.
+        const char* k0 = k + js[0] * ks;
+        const char* v0 = v + js[0] * vs;
+        for (int c = 0; c < n; c++) {
+          kp[c] = k0 + c * ks;
+          vp[c] = v0 + c * vs;
+        }
+      } else {
+        for (int c = 0; c < n; c++) {
+          const int64_t slot = js[c];
+          if (slot < nSlot) {
+            kp[c] = k + slot * ks;
+            vp[c] = v + slot * vs;
+          } else {
+            kp[c] = rowAddress(false, slot, g);
+            vp[c] = rowAddress(true, slot, g);
+          }
         }
       }
     }
@@ -698,7 +715,15 @@ class Worker {
       const float** sp = sc_.sPtr.data();
       const RopeTable& table = *P_.table;
       const int rd = P_.rd;
-      if (p_.pe.pairing == RopePairing::Normal) {
+      if (p_.pe.pairing == RopePairing::Normal && n <= RopeTable::kLaneRows && consecutive(jp, n)) {
+        // Consecutive positions: key c is at distance n - 1 - c, the precomputed rows in reverse.
+        const float* last = table.laneRow(n - 1);
+        const int64_t step = 2 * static_cast<int64_t>(rd);
+        for (int c = 0; c < n; c++) {
+          cp[c] = last - c * step;
+          sp[c] = last - c * step + rd;
+        }
+      } else if (p_.pe.pairing == RopePairing::Normal) {
         for (int c = 0; c < n; c++) {
           const int64_t d = anchor - jp[c];
           const float* row;

@@ -63,7 +63,7 @@ namespace {
 
 constexpr int kKT = 64;                          // keys per tile
 constexpr int kRowsTarget = 64;                  // (query, head) rows per block, target
-constexpr int kLockstepHeads = 8;               // runPartition decode: KV heads walked together
+constexpr int kLockstepHeads = 8;               // runPartition decode, slot-major K/V: KV heads walked together
 constexpr int kRowKeysMaxRows = 4;               // blocks with at most this many rows skip transposing keys
 constexpr int kFusedMaxRows = 16;                // ... and at most this many take the fused decode tiles (faster up to 16-24 rows)
 constexpr int kFusedGroupRows = 4;               // rows per call of the fused primitives
@@ -1095,11 +1095,18 @@ void runPartition(const Problem& p, int ith, int nth, const RunOptions& opts) {
     for (int64_t t = ith; t < P.nItems; t += nth) w.run(t);
     return;
   }
-  // Decode: the items are the KV heads. Each thread takes a run of neighbouring heads and walks
-  // their tiles in lockstep, reading the neighbouring parts of the same slots' rows one after
-  // the other instead of one head's part of every row, then the next head's: a strided pass
-  // per head reads markedly slower. Rows never interact, so the result is the same bits.
+  // Decode: the items are the KV heads; each thread takes a run of neighbouring heads.
   const int64_t g0 = P.nItems * ith / nth, g1 = P.nItems * (ith + 1) / nth;
+  if (P.kHeadStride > P.kStride) {
+    // Head-major K/V: each head's rows are one sequential stream, read head after head.
+    Worker w(P, *lease);
+    for (int64_t g = g0; g < g1; g++) w.run(g);
+    return;
+  }
+  // Slot-major K/V: walk the heads' tiles in lockstep, reading the neighbouring parts of the
+  // same slots' rows one after the other instead of one head's part of every row, then the next
+  // head's: a strided pass per head reads markedly slower. Rows never interact, so the result is
+  // the same bits.
   for (int64_t gs = g0; gs < g1; gs += kLockstepHeads) {
     const int k = static_cast<int>(std::min<int64_t>(kLockstepHeads, g1 - gs));
     std::vector<Lease> extra(static_cast<size_t>(k - 1));

@@ -102,6 +102,11 @@ struct Block {
 struct PlanStore {
   std::vector<std::pair<int64_t, int64_t>> keys, keysTmp;  // (position, slot)
   std::vector<int64_t> sPos, sSlot;
+  // What sPos / sSlot were sorted from (slot positions, then the queries' positions when they
+  // bring their own rows): a model's layers make the same call one after the other, and an equal
+  // input skips the collecting and sorting.
+  std::vector<int64_t> orderFrom;
+  bool orderValid = false;
   std::vector<std::pair<int64_t, int64_t>> qs, qsTmp;      // (position, query index)
   std::vector<int> qOrder;
   std::vector<Block> blocks;
@@ -265,6 +270,33 @@ void sortRuns(std::vector<T>& v, std::vector<T>& tmp) {
   }
 }
 
+// The input the key order is sorted from: nSlot, the slot positions, and the queries' positions
+// when their own rows are keys (kNew).
+size_t orderInputSize(const Problem& p) {
+  return 2 + static_cast<size_t>(p.nSlot) + (p.kNew != nullptr ? static_cast<size_t>(p.nQ) : 0);
+}
+
+bool sameOrderInput(const Problem& p, const PlanStore& ps) {
+  const std::vector<int64_t>& f = ps.orderFrom;
+  if (!ps.orderValid || f.size() != orderInputSize(p) || f[0] != p.nSlot || f[1] != (p.kNew != nullptr))
+    return false;
+  const size_t n = static_cast<size_t>(p.nSlot);
+  if (n > 0 && std::memcmp(f.data() + 2, p.slotPos, n * sizeof(int64_t)) != 0) return false;
+  return p.kNew == nullptr || p.nQ == 0 ||
+         std::memcmp(f.data() + 2 + n, p.qPos, static_cast<size_t>(p.nQ) * sizeof(int64_t)) == 0;
+}
+
+void rememberOrderInput(const Problem& p, PlanStore& ps) {
+  std::vector<int64_t>& f = ps.orderFrom;
+  f.resize(orderInputSize(p));
+  f[0] = p.nSlot;
+  f[1] = p.kNew != nullptr;
+  const size_t n = static_cast<size_t>(p.nSlot);
+  if (n > 0) std::memcpy(f.data() + 2, p.slotPos, n * sizeof(int64_t));
+  if (p.kNew != nullptr && p.nQ > 0) std::memcpy(f.data() + 2 + n, p.qPos, static_cast<size_t>(p.nQ) * sizeof(int64_t));
+  ps.orderValid = true;
+}
+
 // nthPartition > 0: plan for runPartition with that many partitions (head subsets, no key
 // splits). nthPartition == 0: plan for run() (key splits when items are few).
 void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanStore& ps, Plan& P) {
@@ -287,19 +319,22 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   P.vNewStride = p.vNewStride ? p.vNewStride : row;
 
   // Keys sorted by (position, slot); empty slots dropped; the queries' own rows as slots nSlot + i.
-  ps.keys.clear();
-  for (int64_t s = 0; s < p.nSlot; s++)
-    if (p.slotPos[s] >= 0) ps.keys.emplace_back(p.slotPos[s], s);
-  if (p.kNew != nullptr)
-    for (int i = 0; i < p.nQ; i++) ps.keys.emplace_back(p.qPos[i], p.nSlot + i);
-  sortRuns(ps.keys, ps.keysTmp);
-  P.nS = static_cast<int64_t>(ps.keys.size());
-  ps.sPos.resize(ps.keys.size());
-  ps.sSlot.resize(ps.keys.size());
-  for (size_t i = 0; i < ps.keys.size(); i++) {
-    ps.sPos[i] = ps.keys[i].first;
-    ps.sSlot[i] = ps.keys[i].second;
+  if (!sameOrderInput(p, ps)) {
+    ps.keys.clear();
+    for (int64_t s = 0; s < p.nSlot; s++)
+      if (p.slotPos[s] >= 0) ps.keys.emplace_back(p.slotPos[s], s);
+    if (p.kNew != nullptr)
+      for (int i = 0; i < p.nQ; i++) ps.keys.emplace_back(p.qPos[i], p.nSlot + i);
+    sortRuns(ps.keys, ps.keysTmp);
+    ps.sPos.resize(ps.keys.size());
+    ps.sSlot.resize(ps.keys.size());
+    for (size_t i = 0; i < ps.keys.size(); i++) {
+      ps.sPos[i] = ps.keys[i].first;
+      ps.sSlot[i] = ps.keys[i].second;
+    }
+    rememberOrderInput(p, ps);
   }
+  P.nS = static_cast<int64_t>(ps.sPos.size());
   P.sPos = ps.sPos.data();
   P.sSlot = ps.sSlot.data();
   const LambdaMask& mk = p.mask;

@@ -1,6 +1,8 @@
 // Properties DESIGN.md §1 pins, checked on the optimized kernel (both paths):
 // vanilla equality inside the window, shift invariance up to 2^40, zeros when nothing is
-// kept, long decodes (key splits), RoPE table regimes, scratch reuse and concurrent calls.
+// kept, long decodes (key splits), RoPE table regimes, scratch reuse and concurrent calls, and
+// the reuse of a sorted key order across calls.
+#include <functional>
 #include <thread>
 
 #include "test_util.h"
@@ -259,6 +261,37 @@ void scratchReuseAndConcurrency() {
   LMI_CHECK(bitEqual(st, s1), "concurrent calls changed the small result");
 }
 
+// The kernel keeps the key order it last sorted and reuses it while the next call's slot
+// positions are the same (a model's layers, one after the other): each change made in place,
+// under the same pointer and count, must reach the result.
+void keyOrderReuse() {
+  Rng rng(7);
+  Case c = streamCase(rng, 8, 2, 64, 0, 700, 1, KVType::F16);
+  encodings(c, 0);
+  c.mask.nGlobal = 10;
+  c.mask.nLocal = 256;
+  c.mask.limitDistance = 256;
+  const std::vector<std::pair<const char*, std::function<void(Case&)>>> edits = {
+      {"none", [](Case&) {}},
+      {"two slots swap positions", [](Case& k) { std::swap(k.slotPos[300], k.slotPos[650]); }},
+      {"a slot emptied", [](Case& k) { k.slotPos[640] = -1; }},
+      {"the emptied slot refilled", [](Case& k) { k.slotPos[640] = k.qPos[0] - 1; }},
+      {"a new key at the query", [](Case& k) { k.slotPos[120] = k.qPos[0]; }},
+  };
+  for (const auto& [what, edit] : edits) {
+    edit(c);
+    const ref::Result want = ref::run(c.problem());
+    for (const KernelPath& path : paths()) {
+      for (int parts : {0, 1, 2}) {
+        const std::vector<float> got = runKernel(c, c.problem(), path.options, parts);
+        const double d = maxDiff(got, want.out, c.headDim, want.ambiguous);
+        LMI_CHECK(d <= 5e-4, "key order reuse, after %s [%s, partitions %d]: max|diff| %g against the reference",
+                  what, path.name, parts, d);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -269,5 +302,6 @@ int main() {
   prefillBlocks();
   ropeRegimes();
   scratchReuseAndConcurrency();
+  keyOrderReuse();
   return finish("test_attention_properties");
 }

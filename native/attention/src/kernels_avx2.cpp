@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 
+#include "exp_poly.h"
 #include "half.h"
 
 #define LMI_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -223,21 +224,17 @@ LMI_AVX2 void transpose(const float* src, int lds, int rows, int cols, float* ds
 // exp(x) for x <= 0 (the only inputs softmax gives it): Cody-Waite reduction to
 // |r| <= ln2/2, then the degree-7 Taylor polynomial (relative error ~1e-7).
 LMI_AVX2 inline __m256 expNonPositive(__m256 x) {
-  const __m256 lowest = _mm256_set1_ps(-87.0f);
+  namespace ep = exp_poly;
+  const __m256 lowest = _mm256_set1_ps(ep::kLowest);
   const __m256 underflow = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);  // also true for -inf
   x = _mm256_max_ps(x, lowest);
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(ep::kLog2e)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ep::kLn2Hi), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(ep::kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(ep::kTaylor[0]);
+#pragma GCC unroll 8
+  for (int i = 1; i < 8; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ep::kTaylor[i]));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   const __m256 res = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
   return _mm256_andnot_ps(underflow, res);

@@ -7,6 +7,7 @@
 // products are reduced to logits together by one shuffle tree. The value side keeps up to four
 // rows by 64 dims of output in registers across a tile's keys.
 #include "kernels.h"
+#include "exp_poly.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #include <immintrin.h>
@@ -163,21 +164,17 @@ LMI_AVX512 void localLogitsRows(int n, const void* const* keys, KVType type, int
 
 // exp(x) for x <= 0 (-inf included): the AVX2 expNonPositive, sixteen lanes wide.
 LMI_AVX512 inline __m512 expNonPositive(__m512 x) {
-  const __m512 lowest = _mm512_set1_ps(-87.0f);
+  namespace ep = exp_poly;
+  const __m512 lowest = _mm512_set1_ps(ep::kLowest);
   const __mmask16 underflow = _mm512_cmp_ps_mask(x, lowest, _CMP_LT_OQ);  // also true for -inf
   x = _mm512_max_ps(x, lowest);
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(ep::kLog2e)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ep::kLn2Hi), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(ep::kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(ep::kTaylor[0]);
+#pragma GCC unroll 8
+  for (int i = 1; i < 8; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ep::kTaylor[i]));
   const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
   return _mm512_maskz_mov_ps(static_cast<__mmask16>(~underflow), _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
 }

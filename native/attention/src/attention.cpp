@@ -411,7 +411,8 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   P.nItems = pairs * P.nHS * P.nKS;
 
   if (P.rope) P.table = ropeTable(p.pe.thetaBase, p.pe.freqScale, P.rd);
-  P.fusedLocal = ops->localLogits != nullptr && P.D % 16 == 0 && P.D <= 256 && (!P.rope || P.rd % 16 == 0);
+  P.fusedLocal = ops->localLogits != nullptr && P.D % 8 == 0 && P.D <= 256 &&
+                 (!P.rope || P.rd % (p.pe.pairing == RopePairing::NeoX ? 16 : 8) == 0);
 
   if (P.nKS > 1) {
     const size_t items = static_cast<size_t>(P.nItems);

@@ -40,7 +40,8 @@ struct KernelOps {
 
   // Decode tiles whose keys are all local, fused (null on the portable path: the caller then uses
   // the primitives above). Rows are given by pointer (f32 or f16, D elements each);
-  // D % 16 == 0, D <= 256, R <= 4, n <= 64, and with RoPE rd % 16 == 0.
+  // D % 8 == 0, D <= 256, R <= 4, n <= 64, and with RoPE rd % 8 == 0 (Normal pairs) or
+  // rd % 16 == 0 (NeoX pairs).
   // out[r][c] = sum_d Q[r][d] * K'_c[d] for r < R, c < n, where K'_c is key c turned by R(-p_c)
   // with rotate()'s roundings (sign -1; C == nullptr: no RoPE). C[c], S[c]: for NeoX pairs the
   // pair coefficients (rd / 2 each, as rotate() takes them); for Normal pairs the lane

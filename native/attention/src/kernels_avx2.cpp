@@ -284,7 +284,8 @@ LMI_AVX2 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, f
   }
 }
 
-// Decode tiles, fused (KernelOps::localLogits / accumulateValues; D % 16 == 0, rd % 16 == 0).
+// Decode tiles, fused (KernelOps::localLogits / accumulateValues; D % 8 == 0, rd % 8 == 0 for
+// Normal pairs and rd % 16 == 0 for NeoX ones).
 // One key at a time: its rows' products accumulate in one register per query row, 16 dims (a unit)
 // at a time, and the four rows' sums come out of one horizontal reduction.
 
@@ -364,31 +365,37 @@ LMI_AVX2 void localLogits(int R, int n, const void* const* keys, KVType type, in
   else localLogitsType<false>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
 }
 
-// Columns [d0, d0 + 16) of O for R rows, accumulated over all n values in microKernel's order.
-template <int R, bool F16>
-LMI_AVX2 void accumulateRows(int n, const void* const* values, int D, const float* P, int ldp, float* O, int ldo) {
-  for (int d0 = 0; d0 < D; d0 += 16) {
-    __m256 acc[R][2];
+// Columns [d0, d0 + 8 W) of O for R rows, accumulated over all n values in microKernel's order.
+template <int R, int W, bool F16>
+LMI_AVX2 void accumulateSpan(int n, const void* const* values, int d0, const float* P, int ldp, float* O, int ldo) {
+  __m256 acc[R][W];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int w = 0; w < W; w++) acc[r][w] = _mm256_loadu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 8 * w);
+  for (int c = 0; c < n; c++) {
+    __m256 v[W];
+#pragma GCC unroll 2
+    for (int w = 0; w < W; w++) v[w] = load8<F16>(values[c], d0 + 8 * w);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
-      acc[r][0] = _mm256_loadu_ps(O + static_cast<int64_t>(r) * ldo + d0);
-      acc[r][1] = _mm256_loadu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 8);
-    }
-    for (int c = 0; c < n; c++) {
-      const __m256 v0 = load8<F16>(values[c], d0), v1 = load8<F16>(values[c], d0 + 8);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; r++) {
-        const __m256 p = _mm256_broadcast_ss(P + static_cast<int64_t>(r) * ldp + c);
-        acc[r][0] = _mm256_fmadd_ps(p, v0, acc[r][0]);
-        acc[r][1] = _mm256_fmadd_ps(p, v1, acc[r][1]);
-      }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-      _mm256_storeu_ps(O + static_cast<int64_t>(r) * ldo + d0, acc[r][0]);
-      _mm256_storeu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 8, acc[r][1]);
+      const __m256 p = _mm256_broadcast_ss(P + static_cast<int64_t>(r) * ldp + c);
+#pragma GCC unroll 2
+      for (int w = 0; w < W; w++) acc[r][w] = _mm256_fmadd_ps(p, v[w], acc[r][w]);
     }
   }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int w = 0; w < W; w++) _mm256_storeu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 8 * w, acc[r][w]);
+}
+
+// Sixteen columns at a time, and a last eight when D % 16 == 8.
+template <int R, bool F16>
+LMI_AVX2 void accumulateRows(int n, const void* const* values, int D, const float* P, int ldp, float* O, int ldo) {
+  int d0 = 0;
+  for (; d0 + 16 <= D; d0 += 16) accumulateSpan<R, 2, F16>(n, values, d0, P, ldp, O, ldo);
+  if (d0 < D) accumulateSpan<R, 1, F16>(n, values, d0, P, ldp, O, ldo);
 }
 
 template <bool F16>

@@ -1,6 +1,6 @@
 // AVX-512 implementation of the decode tiles (KernelOps::localLogits, accumulateValues) and of the
-// softmax step every tile takes (softmaxTile); every other primitive is the AVX2 one. Compiled with per-function target
-// attributes, selected at runtime by cpuHasAvx512().
+// softmax step every tile takes (softmaxTile); every other primitive is the AVX2 one. Compiled
+// with per-function target attributes, selected at runtime by cpuHasAvx512().
 //
 // The key side is the AVX2 decode tiles' fusion (a key goes from the cache through conversion and
 // rotation to its dot products in registers), sixteen lanes wide: a group's sixteen (row, key)
@@ -28,6 +28,12 @@ namespace lmi::attn::detail {
 namespace {
 
 constexpr int kMaxVec = 16;  // D <= 256: sixteen 16-lane vectors per row
+
+// Shapes whose rows or rotated spans are not whole 16-lane vectors take the AVX2 primitives, 8
+// lanes wide: head dims that are an odd multiple of 8 (e.g. 8: stories260K), Normal rotary widths
+// that are an odd multiple of 8, NeoX ones that are an odd multiple of 16 (e.g. 16: Pythia-160M,
+// StableLM-2), whose halves would split a vector.
+const KernelOps* gAvx2 = nullptr;
 
 // v[i] = elements [16 i, 16 i + 16) of the row, as floats (NV: see localLogitsRows).
 template <int NV>
@@ -129,9 +135,9 @@ LMI_AVX512 void localLogitsRows(int n, const void* const* keys, KVType type, int
   for (int c0 = 0; c0 < n; c0 += KG) {
     const int m = n - c0 < KG ? n - c0 : KG;
     __m512 x[16];
-    if constexpr (RP != R)
-#pragma GCC unroll 4
+    if constexpr (RP != R) {
       for (int j = 0; j < KG; j++) x[4 * j + 3] = _mm512_setzero_ps();
+    }
 #pragma GCC unroll 16
     for (int j = 0; j < KG; j++) {
       // A short last group repeats its first key, whose extra sums are not stored.
@@ -280,6 +286,7 @@ LMI_AVX512 void accumulateType(int R, int n, const void* const* values, int D, c
 
 LMI_AVX512 void accumulateValues(int R, int n, const void* const* values, KVType type, int D, const float* P, int ldp,
                                  float* O, int ldo) {
+  if (D % 16 != 0) return gAvx2->accumulateValues(R, n, values, type, D, P, ldp, O, ldo);
   if (type == KVType::F16) accumulateType<true>(R, n, values, D, P, ldp, O, ldo);
   else accumulateType<false>(R, n, values, D, P, ldp, O, ldo);
 }
@@ -296,14 +303,10 @@ LMI_AVX512 void localLogitsWidth(int R, int n, const void* const* keys, KVType t
   }
 }
 
-// NeoX rotary widths that are a multiple of 16 but not of 32 (e.g. 16: Pythia-160M, StableLM-2)
-// split each half across a 16-lane vector: those keys take the AVX2 version, 8 lanes wide.
-const KernelOps* gAvx2 = nullptr;
-
 LMI_AVX512 void localLogits(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
                             const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                             int ldo) {
-  if (C != nullptr && pairing == RopePairing::NeoX && rd % 32 != 0)
+  if (D % 16 != 0 || (C != nullptr && rd % (pairing == RopePairing::NeoX ? 32 : 16) != 0))
     return gAvx2->localLogits(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo);
   switch (D) {
     case 64: localLogitsWidth<4>(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;

@@ -1,13 +1,13 @@
 // Decode-sized problems (a few query rows per KV head), the shapes the fused decode tiles take
-// (AVX2 and AVX-512; NeoX rotary widths that are an odd multiple of 16 on the AVX2 code) and some
-// they leave to the general tile path (rotary widths that are not a multiple of 16): head dims
-// 64-256, full and partial rotary in both pairings, ALiBi, no encoding, f16 and f32 K/V, strided
-// slots and head-major caches, GQA 1/2/4/5/7/8/16 over 1-12 KV heads, Λ and vanilla, windows from
-// one key to several tiles with a short last tile, positions near 0 and past 2^40, with and
-// without holes between them. Each path against
-// the dense reference; where the CPU has AVX-512, its tiles against the AVX2 ones (the same
-// arithmetic but for the order in which each dot product is summed); and runPartition (whose
-// threads walk their KV heads in lockstep) bit-equal for every nth.
+// (AVX2 and AVX-512; head dims that are an odd multiple of 8, and rotary widths that are an odd
+// multiple of 8 (Normal pairs) or 16 (NeoX pairs), on the AVX2 code) and some they leave to the
+// general tile path (other rotary widths): head dims 8-256, full and partial rotary in both
+// pairings, ALiBi, no encoding, f16 and f32 K/V, strided slots and head-major caches, GQA
+// 1/2/4/5/7/8/16 over 1-12 KV heads, Λ and vanilla, windows from one key to several tiles with a
+// short last tile, positions near 0 and past 2^40, with and without holes between them. Each path
+// against the dense reference; where the CPU has AVX-512, its tiles against the AVX2 ones (the
+// same arithmetic but for the order in which each dot product is summed); and runPartition bit-equal
+// for every nth.
 #include <chrono>
 
 #include "test_util.h"
@@ -24,18 +24,22 @@ Case decodeCase(Rng& rng, int idx) {
   // Up to 4 KV heads, sometimes more than runPartition walks in one lockstep group (8).
   c.nHeadKV = static_cast<int>(rng.coin(0.1) ? rng.range(9, 12) : rng.range(1, 4));
   c.nHead = G * c.nHeadKV;
-  c.headDim = rng.pick(std::vector<int64_t>{64, 64, 80, 96, 128, 128, 256});
+  c.headDim = rng.pick(std::vector<int64_t>{8, 24, 40, 64, 64, 80, 96, 128, 128, 256});
   c.kvType = rng.coin() ? KVType::F16 : KVType::F32;
   const double enc = rng.uniform();
   c.pe.kind = enc < 0.75 ? Encoding::Rope : enc < 0.9 ? Encoding::Alibi : Encoding::None;
   c.pe.pairing = rng.coin() ? RopePairing::Normal : RopePairing::NeoX;
+  // Full rotary, or a partial width: a multiple of 32, an odd multiple of 16 or of 8 (the decode
+  // tiles' partial cases), or any even width. A width the head dim cannot hold falls back to full.
+  const int64_t hd = c.headDim;
   const double rdp = rng.uniform();
-  // Full rotary, a multiple of 32 or an odd multiple of 16 below it (the decode tiles' partial
-  // cases), or any even width.
-  c.pe.rotaryDim = rdp < 0.5    ? 0
-                   : rdp < 0.7  ? static_cast<int>(32 * rng.range(1, c.headDim / 32))
-                   : rdp < 0.85 ? static_cast<int>(16 * (2 * rng.range(0, (c.headDim / 16 - 1) / 2) + 1))  // odd * 16
-                                : static_cast<int>(2 * rng.range(1, c.headDim / 2));
+  int64_t rd = 0;
+  if (rdp < 0.45) rd = 0;
+  else if (rdp < 0.6) rd = hd >= 32 ? 32 * rng.range(1, hd / 32) : 0;
+  else if (rdp < 0.72) rd = hd >= 16 ? 16 * (2 * rng.range(0, (hd / 16 - 1) / 2) + 1) : 0;
+  else if (rdp < 0.85) rd = 8 * (2 * rng.range(0, (hd / 8 - 1) / 2) + 1);
+  else rd = 2 * rng.range(1, hd / 2);
+  c.pe.rotaryDim = static_cast<int>(rd);
   c.pe.thetaBase = rng.pick(std::vector<double>{10000.0, 500000.0});
   c.pe.freqScale = rng.pick(std::vector<double>{1.0, 0.25});
   if (rng.coin(0.25)) c.kStride = c.row() + 16 * rng.range(1, 3);

@@ -195,28 +195,37 @@ LMI_AVX2 void rotate(const float* x, float* y, int rd, int Dp, RopePairing pairi
   for (int i = rd; i < Dp; i++) y[i] = x[i];
 }
 
+// r[c][i] = old r[i][c]: an 8 x 8 block transposed in registers.
+LMI_AVX2 inline void transpose8(__m256* r) {
+  __m256 t[8], u[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; i++) {
+    u[4 * i + 0] = _mm256_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
+  }
+}
+
 LMI_AVX2 void transpose(const float* src, int lds, int rows, int cols, float* dst, int ldd) {
   for (int r0 = 0; r0 < rows; r0 += 8) {
     for (int c0 = 0; c0 < cols; c0 += 8) {
       const float* s = src + static_cast<int64_t>(r0) * lds + c0;
       __m256 r[8];
       for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + static_cast<int64_t>(i) * lds);
-      __m256 t[8], u[8];
-      for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-      }
-      for (int i = 0; i < 2; i++) {
-        u[4 * i + 0] = _mm256_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
-        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-      }
+      transpose8(r);
       float* d = dst + static_cast<int64_t>(c0) * ldd + r0;
-      for (int i = 0; i < 4; i++) {
-        _mm256_storeu_ps(d + static_cast<int64_t>(i) * ldd, _mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
-        _mm256_storeu_ps(d + static_cast<int64_t>(i + 4) * ldd, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
-      }
+      for (int i = 0; i < 8; i++) _mm256_storeu_ps(d + static_cast<int64_t>(i) * ldd, r[i]);
     }
   }
 }
@@ -347,10 +356,55 @@ LMI_AVX2 void localLogitsRows(int n, const void* const* keys, int D, int rd, Rop
   }
 }
 
+// Head dim 8, where a key is one vector: eight keys at a time are converted, turned (Normal pairs
+// over all 8 dims, from lane coefficients) and transposed into dim-major vectors, so that a row's
+// eight logits are eight FMAs instead of eight horizontal sums.
+template <int R, bool F16>
+LMI_AVX2 void localLogitsDim8(int n, const void* const* keys, const float* const* C, const float* const* S,
+                              const float* Q, int ldq, float* out, int ldo) {
+  for (int c0 = 0; c0 < n; c0 += 8) {
+    const int m = n - c0 < 8 ? n - c0 : 8;
+    __m256 k[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      const int key = c0 + (j < m ? j : 0);  // a short last group repeats its first key, not stored
+      const __m256 x = load8<F16>(keys[key], 0);
+      k[j] = C == nullptr ? x
+                          : _mm256_fmadd_ps(x, _mm256_loadu_ps(C[key]),
+                                            _mm256_mul_ps(_mm256_permute_ps(x, 0xB1), _mm256_loadu_ps(S[key])));
+    }
+    transpose8(k);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      const float* q = Q + static_cast<int64_t>(r) * ldq;
+      __m256 acc = _mm256_mul_ps(_mm256_broadcast_ss(q), k[0]);
+#pragma GCC unroll 8
+      for (int d = 1; d < 8; d++) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(q + d), k[d], acc);
+      float* o = out + static_cast<int64_t>(r) * ldo + c0;
+      if (m == 8) {
+        _mm256_storeu_ps(o, acc);
+      } else {
+        alignas(32) float t[8];
+        _mm256_store_ps(t, acc);
+        for (int j = 0; j < m; j++) o[j] = t[j];
+      }
+    }
+  }
+}
+
 template <bool F16>
 LMI_AVX2 void localLogitsType(int R, int n, const void* const* keys, int D, int rd, RopePairing pairing,
                               const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                               int ldo) {
+  // At D 8 a rotation covers all 8 dims (rd % 8 == 0) and is Normal (NeoX needs rd % 16 == 0).
+  if (D == 8) {
+    switch (R) {
+      case 1: return localLogitsDim8<1, F16>(n, keys, C, S, Q, ldq, out, ldo);
+      case 2: return localLogitsDim8<2, F16>(n, keys, C, S, Q, ldq, out, ldo);
+      case 3: return localLogitsDim8<3, F16>(n, keys, C, S, Q, ldq, out, ldo);
+      default: return localLogitsDim8<4, F16>(n, keys, C, S, Q, ldq, out, ldo);
+    }
+  }
   switch (R) {
     case 1: localLogitsRows<1, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
     case 2: localLogitsRows<2, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;

@@ -102,11 +102,15 @@ struct Block {
 struct PlanStore {
   std::vector<std::pair<int64_t, int64_t>> keys, keysTmp;  // (position, slot)
   std::vector<int64_t> sPos, sSlot;
+  // Sorted key i begins a run of consecutive cache slots at consecutive positions that ends
+  // before sorted key runEnd[i] (runEnd[i] == i for the queries' own rows).
+  std::vector<int64_t> runEnd;
   // What sPos / sSlot were sorted from (slot positions, then the queries' positions when they
   // bring their own rows): a model's layers make the same call one after the other, and an equal
   // input skips the collecting and sorting.
   std::vector<int64_t> orderFrom;
   bool orderValid = false;
+  std::shared_ptr<const RopeTable> table;  // the last call's, reused while the parameters match
   std::vector<std::pair<int64_t, int64_t>> qs, qsTmp;      // (position, query index)
   std::vector<int> qOrder;
   std::vector<Block> blocks;
@@ -122,12 +126,14 @@ struct Plan {
   int G = 1, D = 0, Dp = 0, rd = 0;
   bool rope = false, alibi = false, lambda = true, topk = false;
   bool fusedLocal = false;  // decode tiles of local keys go to ops->localLogits / accumulateValues
+  bool denseDim8 = false;   // ... or, when their rows and positions are consecutive, to ops->denseTileDim8
   int kEff = 0;  // top-k entries kept per row: min(k, keys)
   int64_t kStride = 0, vStride = 0;          // between slots of k, v
   int64_t kHeadStride = 0, vHeadStride = 0;  // between KV heads of k, v
   int64_t kNewStride = 0, vNewStride = 0;
   const int64_t* sPos = nullptr;
   const int64_t* sSlot = nullptr;
+  const int64_t* runEnd = nullptr;
   int64_t nS = 0;
   int64_t gEnd = 0;  // Λ: sorted keys [0, gEnd) have position - origin < nGlobal
   const int* qOrder = nullptr;
@@ -297,6 +303,85 @@ void rememberOrderInput(const Problem& p, PlanStore& ps) {
   ps.orderValid = true;
 }
 
+// The key order without a sort, for the shapes a cache takes: the non-empty slots, and the
+// queries' own rows, form at most kMaxKeyRuns runs of consecutive positions in consecutive slots
+// (a ring: the pinned slots, the ring from its oldest slot, the ring's start; the batch's rows)
+// whose position ranges do not overlap, so that (position, slot) order is the runs' order by
+// first position. Writes sPos, sSlot and runEnd and returns true, or returns false (nothing
+// written) for any other input.
+constexpr int kMaxKeyRuns = 16;
+
+bool orderByRuns(const Problem& p, PlanStore& ps) {
+  struct Run {
+    int64_t pos, slot, len;
+    bool own;
+  };
+  Run runs[kMaxKeyRuns];
+  int nr = 0;
+  auto scan = [&](const int64_t* pos, int64_t n, int64_t slot0, bool own) {
+    for (int64_t s = 0; s < n;) {
+      if (pos[s] < 0) {
+        s++;
+        continue;
+      }
+      int64_t e = s + 1;
+      while (e < n && pos[e] == pos[e - 1] + 1) e++;
+      if (nr == kMaxKeyRuns) return false;
+      runs[nr++] = Run{pos[s], slot0 + s, e - s, own};
+      s = e;
+    }
+    return true;
+  };
+  if (!scan(p.slotPos, p.nSlot, 0, false)) return false;
+  if (p.kNew != nullptr && !scan(p.qPos, p.nQ, p.nSlot, true)) return false;
+  for (int i = 1; i < nr; i++)  // insertion sort by first position
+    for (int j = i; j > 0 && runs[j].pos < runs[j - 1].pos; j--) std::swap(runs[j], runs[j - 1]);
+  int64_t n = 0;
+  for (int i = 0; i < nr; i++) {
+    if (i > 0 && runs[i - 1].pos + runs[i - 1].len > runs[i].pos) return false;  // overlapping positions
+    n += runs[i].len;
+  }
+  ps.sPos.resize(static_cast<size_t>(n));
+  ps.sSlot.resize(static_cast<size_t>(n));
+  ps.runEnd.resize(static_cast<size_t>(n));
+  int64_t at = 0;
+  for (int i = 0; i < nr; i++) {
+    const Run& r = runs[i];
+    for (int64_t t = 0; t < r.len; t++) {
+      ps.sPos[at + t] = r.pos + t;
+      ps.sSlot[at + t] = r.slot + t;
+      ps.runEnd[at + t] = r.own ? at + t : at + r.len;
+    }
+    at += r.len;
+  }
+  return true;
+}
+
+// The key order for any input: keys sorted by (position, slot), empty slots dropped, the
+// queries' own rows as slots nSlot + i; sPos, sSlot and runEnd.
+void sortKeys(const Problem& p, PlanStore& ps) {
+  ps.keys.clear();
+  for (int64_t s = 0; s < p.nSlot; s++)
+    if (p.slotPos[s] >= 0) ps.keys.emplace_back(p.slotPos[s], s);
+  if (p.kNew != nullptr)
+    for (int i = 0; i < p.nQ; i++) ps.keys.emplace_back(p.qPos[i], p.nSlot + i);
+  sortRuns(ps.keys, ps.keysTmp);
+  const int64_t n = static_cast<int64_t>(ps.keys.size());
+  ps.sPos.resize(ps.keys.size());
+  ps.sSlot.resize(ps.keys.size());
+  for (int64_t i = 0; i < n; i++) {
+    ps.sPos[i] = ps.keys[i].first;
+    ps.sSlot[i] = ps.keys[i].second;
+  }
+  ps.runEnd.resize(ps.keys.size());
+  for (int64_t i = n - 1; i >= 0; i--) {
+    const bool own = ps.sSlot[i] >= p.nSlot;
+    const bool joins = i + 1 < n && ps.sSlot[i + 1] == ps.sSlot[i] + 1 && ps.sPos[i + 1] == ps.sPos[i] + 1 &&
+                       ps.sSlot[i + 1] < p.nSlot;
+    ps.runEnd[i] = own ? i : joins ? ps.runEnd[i + 1] : i + 1;
+  }
+}
+
 // nthPartition > 0: plan for runPartition with that many partitions (head subsets, no key
 // splits). nthPartition == 0: plan for run() (key splits when items are few).
 void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanStore& ps, Plan& P) {
@@ -320,23 +405,13 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
 
   // Keys sorted by (position, slot); empty slots dropped; the queries' own rows as slots nSlot + i.
   if (!sameOrderInput(p, ps)) {
-    ps.keys.clear();
-    for (int64_t s = 0; s < p.nSlot; s++)
-      if (p.slotPos[s] >= 0) ps.keys.emplace_back(p.slotPos[s], s);
-    if (p.kNew != nullptr)
-      for (int i = 0; i < p.nQ; i++) ps.keys.emplace_back(p.qPos[i], p.nSlot + i);
-    sortRuns(ps.keys, ps.keysTmp);
-    ps.sPos.resize(ps.keys.size());
-    ps.sSlot.resize(ps.keys.size());
-    for (size_t i = 0; i < ps.keys.size(); i++) {
-      ps.sPos[i] = ps.keys[i].first;
-      ps.sSlot[i] = ps.keys[i].second;
-    }
+    if (!orderByRuns(p, ps)) sortKeys(p, ps);
     rememberOrderInput(p, ps);
   }
   P.nS = static_cast<int64_t>(ps.sPos.size());
   P.sPos = ps.sPos.data();
   P.sSlot = ps.sSlot.data();
+  P.runEnd = ps.runEnd.data();
   const LambdaMask& mk = p.mask;
   const int64_t* pb = ps.sPos.data();
   const int64_t* pe = pb + P.nS;
@@ -410,9 +485,15 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
     P.flops += 4.0 * P.Dp * static_cast<double>(b.visited()) * (b.qEnd - b.qBegin) * p.nHead;
   P.nItems = pairs * P.nHS * P.nKS;
 
-  if (P.rope) P.table = ropeTable(p.pe.thetaBase, p.pe.freqScale, P.rd);
+  if (P.rope) {
+    if (!ps.table || !ps.table->matches(p.pe.thetaBase, p.pe.freqScale, P.rd))
+      ps.table = ropeTable(p.pe.thetaBase, p.pe.freqScale, P.rd);
+    P.table = ps.table;
+  }
   P.fusedLocal = ops->localLogits != nullptr && P.D % 8 == 0 && P.D <= 256 &&
                  (!P.rope || P.rd % (p.pe.pairing == RopePairing::NeoX ? 16 : 8) == 0);
+  P.denseDim8 = P.fusedLocal && ops->denseTileDim8 != nullptr && P.D == 8 && !P.alibi && P.kStride == 8 &&
+                P.vStride == 8 && (!P.rope || P.table->runCoeffs() != nullptr);
 
   if (P.nKS > 1) {
     const size_t items = static_cast<size_t>(P.nItems);
@@ -613,13 +694,17 @@ class Worker {
   void visit(const Block& blk, int g, int64_t a, int64_t b, int64_t tBeg, int64_t tEnd) {
     b = std::min(b, a + tEnd * kKT);
     a += tBeg * kKT;
-    if (a < b) prefetch(false, g, a, static_cast<int>(std::min<int64_t>(kKT, b - a)));
+    // Dense head-dim-8 rows are 16 or 32 bytes, mostly in runs the hardware prefetcher follows.
+    const bool ask = !P_.denseDim8;
+    if (ask && a < b) prefetch(false, g, a, static_cast<int>(std::min<int64_t>(kKT, b - a)));
     for (int64_t c0 = a; c0 < b; c0 += kKT) {
       const int n = static_cast<int>(std::min<int64_t>(kKT, b - c0));
       // The rows of a tile are scattered by slot: ask for this tile's values and the
       // next tile's keys while this one computes.
-      prefetch(true, g, c0, n);
-      if (c0 + kKT < b) prefetch(false, g, c0 + kKT, static_cast<int>(std::min<int64_t>(kKT, b - c0 - kKT)));
+      if (ask) {
+        prefetch(true, g, c0, n);
+        if (c0 + kKT < b) prefetch(false, g, c0 + kKT, static_cast<int>(std::min<int64_t>(kKT, b - c0 - kKT)));
+      }
       tile(blk, g, c0, n);
     }
   }
@@ -802,6 +887,38 @@ class Worker {
                             Sc + static_cast<size_t>(r0) * kKT, kKT, sc_.o.data() + static_cast<size_t>(r0) * Dp, Dp);
   }
 
+  // A fused local tile whose keys sit in consecutive slots at consecutive positions, at head
+  // dim 8 (P_.denseDim8): one call per four rows does it all, with the same rotation as
+  // fusedLocalTile.
+  void denseTile(const Block& blk, int g, int64_t c0, int n) {
+    const int Dp = P_.Dp;
+    const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
+    const int64_t slot = P_.sSlot[c0];
+    const void* k = static_cast<const char*>(p_.k) + (slot * P_.kStride + g * P_.kHeadStride) * elem;
+    const void* v = static_cast<const char*>(p_.v) + (slot * P_.vStride + g * P_.vHeadStride) * elem;
+    const float* run = nullptr;
+    const float* qC = nullptr;  // the query rows' turn, as queriesFrom() would give it
+    const float* qS = nullptr;
+    if (P_.rope) {
+      run = P_.table->runCoeffs();
+      const int64_t d = blk.pmax - P_.sPos[c0 + n - 1];
+      if (d != 0) {
+        const float* row = d < RopeTable::kLo ? P_.table->builtLowRow(d) : nullptr;
+        if (row != nullptr) {
+          qC = row;
+          qS = row + P_.rd / 2;
+        } else {
+          P_.table->coeffs(d, &qC, &qS, sc_.ropeTmp.data());
+        }
+      }
+    }
+    const float* q = sc_.qLoc.data();
+    for (int r0 = 0; r0 < R_; r0 += kFusedGroupRows)
+      ops_.denseTileDim8(std::min(kFusedGroupRows, R_ - r0), n, k, v, p_.kvType, run, qC, qS,
+                         q + static_cast<size_t>(r0) * Dp, Dp, sc_.m.data() + r0, sc_.l.data() + r0,
+                         sc_.o.data() + static_cast<size_t>(r0) * Dp, Dp);
+  }
+
   // One tile: sorted keys [c0, c0 + n), n <= kKT.
   void tile(const Block& blk, int g, int64_t c0, int n) {
     const LambdaMask& mk = p_.mask;
@@ -826,7 +943,10 @@ class Worker {
       }
     }
 
-    if (kind == Kind::AllLocal && fusedRows_ && P_.fusedLocal) return fusedLocalTile(blk, g, c0, n);
+    if (kind == Kind::AllLocal && fusedRows_ && P_.fusedLocal) {
+      if (P_.denseDim8 && P_.runEnd[c0] >= c0 + n) return denseTile(blk, g, c0, n);
+      return fusedLocalTile(blk, g, c0, n);
+    }
 
     bool anyLocal = kind == Kind::AllLocal, anyGlobal = kind == Kind::AllGlobal, anyMiddle = kind == Kind::AllMiddle;
     int8_t* cls = sc_.cls.data();

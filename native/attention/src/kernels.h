@@ -49,9 +49,25 @@ struct KernelOps {
   void (*localLogits)(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
                       const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                       int ldo);
-  // O[r][0..D) += sum over c < n of P[r][c] * V_c, c increasing, one FMA per term (as gemm).
+  // O[r][0..D) += sum over c < n of P[r][c] * V_c, c increasing, one FMA per term (as gemm); at
+  // D 8 the AVX-512 path sums in denseTileDim8's four chains instead, so that its fused and dense
+  // tiles agree bit for bit.
   void (*accumulateValues)(int R, int n, const void* const* values, KVType type, int D, const float* P, int ldp,
                            float* O, int ldo);
+
+  // A decode tile of n <= 64 local keys at head dim 8, end to end, for keys whose rows are
+  // consecutive in memory (K row c at k + 8 c elements, V row c at v + 8 c) and whose positions
+  // are consecutive; null where not implemented. R <= 4 rows:
+  // - the query rows Q are first turned by the pair coefficients qC, qS (rotate(), sign +1; no
+  //   turn when qC == nullptr);
+  // - the logits are then localLogits' at D 8, bit for bit: key c turned by R(-(n - 1 - c)) from
+  //   the run coefficients (RopeTable::runCoeffs; run == nullptr: no RoPE), summed over d in
+  //   increasing order;
+  // - then softmaxTile's step on them (m, l, O as it takes them; the same bits);
+  // - then O[r] += sum over c of P[r][c] V_c in four FMA chains per row: chain t takes the keys
+  //   c % 4 == t in increasing order, chain 0 starts from O[r], and O[r] = (0 + 2) + (1 + 3).
+  void (*denseTileDim8)(int R, int n, const void* k, const void* v, KVType type, const float* run, const float* qC,
+                        const float* qS, const float* Q, int ldq, float* m, float* l, float* O, int ldo);
 };
 
 const KernelOps& portableOps();

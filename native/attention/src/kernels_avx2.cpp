@@ -469,7 +469,8 @@ LMI_AVX2 void accumulateValues(int R, int n, const void* const* values, KVType t
   else accumulateType<false>(R, n, values, D, P, ldp, O, ldo);
 }
 
-const KernelOps kAvx2 = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, localLogits, accumulateValues};
+const KernelOps kAvx2 = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, localLogits, accumulateValues,
+                          nullptr};
 
 }  // namespace
 

@@ -8,18 +8,21 @@
 // rows by 64 dims of output in registers across a tile's keys.
 #include "kernels.h"
 #include "exp_poly.h"
+#include "rope_table.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #include <immintrin.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
-// GCC 12's _mm512_cvtph_ps passes _mm512_undefined_ps() as the (fully overwritten) merge source,
-// which -Wmaybe-uninitialized reports at every use.
+// GCC 12's _mm512_cvtph_ps and _mm512_castps512_ps256 pass an undefined vector as the (fully
+// overwritten) merge source, which -W(maybe-)uninitialized reports at every use.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #define LMI_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma,f16c")))
@@ -225,6 +228,114 @@ LMI_AVX512 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l,
   }
 }
 
+// Value sums at head dim 8 (KernelOps::denseTileDim8's order; accumulateValues takes it at D 8
+// too, so that a tile gives the same bits on either path): keys 2j and 2j + 1 in one vector with
+// their dims interleaved (lane 2d + h: key 2j + h, dim d), so that their two weights are one
+// 64-bit broadcast from memory. acc[r][0] holds chains 0 and 1 (even and odd lanes: keys
+// c % 4 == 0, 1), acc[r][1] chains 2 and 3; chain 0 starts from O.
+LMI_AVX512 inline __m512i interleaveLanes() {
+  return _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+template <int R>
+LMI_AVX512 inline void chainsStart(__m512 (&acc)[R][2], const float* O, int ldo) {
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++) {
+    const __m512 o = _mm512_insertf32x8(_mm512_setzero_ps(), _mm256_loadu_ps(O + static_cast<int64_t>(r) * ldo), 0);
+    acc[r][0] = _mm512_maskz_permutexvar_ps(0x5555, interleaveLanes(), o);
+    acc[r][1] = _mm512_setzero_ps();
+  }
+}
+
+// Keys c and c + 1 ([c | c + 1] in pair, c % 4 == 2 h), weighted by P[r][c], P[r][c + 1] (P points
+// at row 0's P[c]).
+template <int R>
+LMI_AVX512 inline void chainsAdd(__m512 (&acc)[R][2], int h, __m512 pair, const float* P, int ldp) {
+  const __m512 v = _mm512_permutexvar_ps(interleaveLanes(), pair);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++) {
+    double two;
+    std::memcpy(&two, P + static_cast<int64_t>(r) * ldp, sizeof two);
+    acc[r][h] = _mm512_fmadd_ps(_mm512_castpd_ps(_mm512_set1_pd(two)), v, acc[r][h]);
+  }
+}
+
+// The last key c of an odd count alone ([c | 0] in pair), its partner's weight 0.
+template <int R>
+LMI_AVX512 inline void chainsAddLast(__m512 (&acc)[R][2], int h, __m512 pair, const float* P, int ldp) {
+  const __m512 v = _mm512_permutexvar_ps(interleaveLanes(), pair);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++) {
+    const float w[2] = {P[static_cast<int64_t>(r) * ldp], 0.0f};
+    double two;
+    std::memcpy(&two, w, sizeof two);
+    acc[r][h] = _mm512_fmadd_ps(_mm512_castpd_ps(_mm512_set1_pd(two)), v, acc[r][h]);
+  }
+}
+
+// O[r] = (chain 0 + chain 2) + (chain 1 + chain 3).
+template <int R>
+LMI_AVX512 inline void chainsFinish(__m512 (&acc)[R][2], float* O, int ldo) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++) {
+    const __m512 t = _mm512_add_ps(acc[r][0], acc[r][1]);
+    _mm256_storeu_ps(O + static_cast<int64_t>(r) * ldo,
+                     _mm256_add_ps(_mm512_castps512_ps256(_mm512_permutexvar_ps(even, t)),
+                                   _mm512_castps512_ps256(_mm512_permutexvar_ps(odd, t))));
+  }
+}
+
+// Rows a and b of eight elements (f16 or f32) as [a | b], in floats.
+template <bool F16>
+LMI_AVX512 inline __m512 loadRowPair(const void* a, const void* b) {
+  if constexpr (F16) {
+    const __m128i lo = _mm_loadu_si128(static_cast<const __m128i*>(a));
+    const __m128i hi = _mm_loadu_si128(static_cast<const __m128i*>(b));
+    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+  } else {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(static_cast<const float*>(a))),
+                              _mm256_loadu_ps(static_cast<const float*>(b)), 1);
+  }
+}
+
+// A row of eight elements as [row | 0].
+template <bool F16>
+LMI_AVX512 inline __m512 loadRowAlone(const void* row) {
+  if constexpr (F16)
+    return _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(row))));
+  else
+    return _mm512_insertf32x8(_mm512_setzero_ps(), _mm256_loadu_ps(static_cast<const float*>(row)), 0);
+}
+
+// accumulateValues at D 8, in the chains' order.
+template <int R, bool F16>
+LMI_AVX512 void accumulateDim8(int n, const void* const* values, const float* P, int ldp, float* O, int ldo) {
+  __m512 acc[R][2];
+  chainsStart<R>(acc, O, ldo);
+  const int pairs = n / 2;
+  int j = 0;
+  for (; j + 2 <= pairs; j += 2) {
+    chainsAdd<R>(acc, 0, loadRowPair<F16>(values[2 * j], values[2 * j + 1]), P + 2 * j, ldp);
+    chainsAdd<R>(acc, 1, loadRowPair<F16>(values[2 * j + 2], values[2 * j + 3]), P + 2 * j + 2, ldp);
+  }
+  if (j < pairs) chainsAdd<R>(acc, 0, loadRowPair<F16>(values[2 * j], values[2 * j + 1]), P + 2 * j, ldp);
+  if (n & 1) chainsAddLast<R>(acc, pairs & 1, loadRowAlone<F16>(values[n - 1]), P + n - 1, ldp);
+  chainsFinish<R>(acc, O, ldo);
+}
+
+template <bool F16>
+LMI_AVX512 void accumulateDim8Rows(int R, int n, const void* const* values, const float* P, int ldp, float* O,
+                                   int ldo) {
+  switch (R) {
+    case 1: accumulateDim8<1, F16>(n, values, P, ldp, O, ldo); break;
+    case 2: accumulateDim8<2, F16>(n, values, P, ldp, O, ldo); break;
+    case 3: accumulateDim8<3, F16>(n, values, P, ldp, O, ldo); break;
+    default: accumulateDim8<4, F16>(n, values, P, ldp, O, ldo); break;
+  }
+}
+
 // O[r][d0, d0 + 16 W) += sum over c < n of P[r][c] V_c for r < R: the R x W accumulators stay in
 // registers across the keys (enough independent FMA chains to keep both 512-bit ports busy), and
 // each element takes one FMA per term in c order, as the AVX2 version does.
@@ -286,9 +397,193 @@ LMI_AVX512 void accumulateType(int R, int n, const void* const* values, int D, c
 
 LMI_AVX512 void accumulateValues(int R, int n, const void* const* values, KVType type, int D, const float* P, int ldp,
                                  float* O, int ldo) {
+  if (D == 8) {
+    if (type == KVType::F16) accumulateDim8Rows<true>(R, n, values, P, ldp, O, ldo);
+    else accumulateDim8Rows<false>(R, n, values, P, ldp, O, ldo);
+    return;
+  }
   if (D % 16 != 0) return gAvx2->accumulateValues(R, n, values, type, D, P, ldp, O, ldo);
   if (type == KVType::F16) accumulateType<true>(R, n, values, D, P, ldp, O, ldo);
   else accumulateType<false>(R, n, values, D, P, ldp, O, ldo);
+}
+
+// The dense head-dim-8 decode tile (KernelOps::denseTileDim8), sixteen keys at a time: their rows
+// are read as [key j | key j + 8] pairs, converted, and transposed into eight dim-major vectors,
+// so that the rotation and the logits are plain FMAs over sixteen keys. The values are read two
+// keys per vector.
+constexpr int kDenseLd = 64;  // a row of logits: up to 64 keys
+
+// One butterfly stage of the transpose, as vpermt2ps indices over a pair of vectors (a, b) that
+// differ in one vector bit: lo gathers the elements whose lane bit L is 0, hi those where it is
+// 1, and lane bit L of both results is the vector bit (0: from a, 1: from b).
+struct Butterfly {
+  alignas(64) int32_t lo[16];
+  alignas(64) int32_t hi[16];
+};
+constexpr Butterfly butterfly(int L) {
+  Butterfly b{};
+  for (int lane = 0; lane < 16; lane++) {
+    b.lo[lane] = (lane & L) ? (16 | (lane & ~L)) : lane;
+    b.hi[lane] = (lane & L) ? (16 | lane) : (lane | L);
+  }
+  return b;
+}
+constexpr Butterfly kButterfly[3] = {butterfly(1), butterfly(2), butterfly(4)};
+
+// x[j] = [key j | key j + 8] (eight dims each) in, x[d] = dim d of keys 0..15 out: stage s swaps
+// vector bit s (key bit s) with lane bit s (dim bit s); lane bit 3 holds key bit 3 throughout.
+LMI_AVX512 inline void transposeKeys16(__m512* x) {
+#pragma GCC unroll 3
+  for (int s = 0; s < 3; s++) {
+    const int V = 1 << s;
+    const __m512i lo = _mm512_load_si512(kButterfly[s].lo);
+    const __m512i hi = _mm512_load_si512(kButterfly[s].hi);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+      if (i & V) continue;
+      const __m512 a = x[i], b = x[i | V];
+      x[i] = _mm512_permutex2var_ps(a, lo, b);
+      x[i | V] = _mm512_permutex2var_ps(a, hi, b);
+    }
+  }
+}
+
+// Rows 2 j and 2 j + 1, which are adjacent: one load.
+template <bool F16>
+LMI_AVX512 inline __m512 loadAdjacentPair(const void* rows, int j) {
+  if constexpr (F16)
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(rows) + 16 * j)));
+  else
+    return _mm512_loadu_ps(static_cast<const float*>(rows) + 16 * j);
+}
+
+template <int R, bool F16>
+LMI_AVX512 void denseTileRows(int n, const void* k, const void* v, const float* run, const float* qC, const float* qS,
+                              const float* Q, int ldq, float* m, float* l, float* O, int ldo) {
+  constexpr size_t kRowBytes = 8 * (F16 ? 2 : 4);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const __m512 vninf = _mm512_set1_ps(ninf);
+  alignas(64) float S[R][kDenseLd];
+  const int N16 = (n + 15) & ~15;
+  // The query elements broadcast once, read back by the FMAs as memory operands (a load each,
+  // where a register broadcast per use would take the shuffle port the transpose needs).
+  alignas(64) float qb[R][8][16];
+  {
+    __m256 c = _mm256_setzero_ps(), s = _mm256_setzero_ps();
+    if (qC != nullptr) {  // rotate()'s four-pair step: x c -+ (x, pairs swapped) s
+      const __m128 c4 = _mm_loadu_ps(qC), s4 = _mm_loadu_ps(qS);
+      c = _mm256_set_m128(_mm_unpackhi_ps(c4, c4), _mm_unpacklo_ps(c4, c4));
+      s = _mm256_set_m128(_mm_unpackhi_ps(s4, s4), _mm_unpacklo_ps(s4, s4));
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      alignas(32) float q[8];
+      const __m256 x = _mm256_loadu_ps(Q + static_cast<int64_t>(r) * ldq);
+      _mm256_store_ps(q, qC == nullptr ? x
+                                       : _mm256_addsub_ps(_mm256_mul_ps(x, c),
+                                                          _mm256_mul_ps(_mm256_permute_ps(x, 0xB1), s)));
+#pragma GCC unroll 8
+      for (int d = 0; d < 8; d++) _mm512_store_ps(qb[r][d], _mm512_set1_ps(q[d]));
+    }
+  }
+
+  // Logits, sixteen keys at a time; -inf beyond n.
+  for (int c0 = 0; c0 < n; c0 += 16) {
+    const int live = n - c0 < 16 ? n - c0 : 16;
+    const void* rows = static_cast<const char*>(k) + c0 * kRowBytes;
+    alignas(64) unsigned char tail[16 * kRowBytes];
+    if (live < 16) {  // never read past the tile's last row
+      std::memset(tail, 0, sizeof tail);
+      std::memcpy(tail, rows, live * kRowBytes);
+      rows = tail;
+    }
+    __m512 x[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      const char* row = static_cast<const char*>(rows) + j * kRowBytes;
+      x[j] = loadRowPair<F16>(row, row + 8 * kRowBytes);
+    }
+    transposeKeys16(x);
+    if (run != nullptr) {
+      // Pair i is dims (2i, 2i + 1): the lane form's x C + swapped S, written per dim.
+      const float* cs = run + (RopeTable::kLaneRows - n + c0);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++) {
+        const __m512 c = _mm512_loadu_ps(cs + (2 * i) * RopeTable::kRunWidth);
+        const __m512 s = _mm512_loadu_ps(cs + (2 * i + 1) * RopeTable::kRunWidth);
+        const __m512 a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = _mm512_fmadd_ps(a, c, _mm512_mul_ps(b, s));
+        x[2 * i + 1] = _mm512_fmsub_ps(b, c, _mm512_mul_ps(a, s));
+      }
+    }
+    const __mmask16 keep = static_cast<__mmask16>(live == 16 ? 0xFFFF : (1u << live) - 1);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      __m512 acc = _mm512_mul_ps(_mm512_load_ps(qb[r][0]), x[0]);
+#pragma GCC unroll 8
+      for (int d = 1; d < 8; d++) acc = _mm512_fmadd_ps(_mm512_load_ps(qb[r][d]), x[d], acc);
+      _mm512_store_ps(S[r] + c0, _mm512_mask_mov_ps(vninf, keep, acc));
+    }
+  }
+
+  // softmaxTile's step, row by row.
+  for (int r = 0; r < R; r++) {
+    float* s = S[r];
+    __m512 vmax = vninf;
+    for (int c = 0; c < N16; c += 16) vmax = _mm512_max_ps(vmax, _mm512_load_ps(s + c));
+    const float tmax = _mm512_reduce_max_ps(vmax);
+    if (tmax == ninf) {
+      for (int c = 0; c < N16; c += 16) _mm512_store_ps(s + c, _mm512_setzero_ps());
+      continue;
+    }
+    if (tmax > m[r]) {
+      const float alpha = m[r] == ninf ? 0.0f : std::exp(m[r] - tmax);
+      float* o = O + static_cast<int64_t>(r) * ldo;
+      _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_set1_ps(alpha), _mm256_loadu_ps(o)));
+      l[r] *= alpha;
+      m[r] = tmax;
+    }
+    const __m512 vm = _mm512_set1_ps(m[r]);
+    __m512 sum = _mm512_setzero_ps();
+    for (int c = 0; c < N16; c += 16) {
+      const __m512 e = expNonPositive(_mm512_sub_ps(_mm512_load_ps(s + c), vm));
+      _mm512_store_ps(s + c, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    l[r] += _mm512_reduce_add_ps(sum);
+  }
+
+  // Values: pairs of keys, the chains' order.
+  __m512 acc[R][2];
+  chainsStart<R>(acc, O, ldo);
+  const int pairs = n / 2;
+  int j = 0;
+  for (; j + 2 <= pairs; j += 2) {  // two pairs per step, so that both chains stay in registers
+    chainsAdd<R>(acc, 0, loadAdjacentPair<F16>(v, j), &S[0][2 * j], kDenseLd);
+    chainsAdd<R>(acc, 1, loadAdjacentPair<F16>(v, j + 1), &S[0][2 * j + 2], kDenseLd);
+  }
+  if (j < pairs) chainsAdd<R>(acc, 0, loadAdjacentPair<F16>(v, j), &S[0][2 * j], kDenseLd);
+  if (n & 1) chainsAddLast<R>(acc, pairs & 1, loadRowAlone<F16>(static_cast<const char*>(v) + (n - 1) * kRowBytes),
+                              &S[0][n - 1], kDenseLd);
+  chainsFinish<R>(acc, O, ldo);
+}
+
+template <bool F16>
+LMI_AVX512 void denseTileType(int R, int n, const void* k, const void* v, const float* run, const float* qC,
+                              const float* qS, const float* Q, int ldq, float* m, float* l, float* O, int ldo) {
+  switch (R) {
+    case 1: denseTileRows<1, F16>(n, k, v, run, qC, qS, Q, ldq, m, l, O, ldo); break;
+    case 2: denseTileRows<2, F16>(n, k, v, run, qC, qS, Q, ldq, m, l, O, ldo); break;
+    case 3: denseTileRows<3, F16>(n, k, v, run, qC, qS, Q, ldq, m, l, O, ldo); break;
+    default: denseTileRows<4, F16>(n, k, v, run, qC, qS, Q, ldq, m, l, O, ldo); break;
+  }
+}
+
+LMI_AVX512 void denseTileDim8(int R, int n, const void* k, const void* v, KVType type, const float* run,
+                              const float* qC, const float* qS, const float* Q, int ldq, float* m, float* l, float* O,
+                              int ldo) {
+  if (type == KVType::F16) denseTileType<true>(R, n, k, v, run, qC, qS, Q, ldq, m, l, O, ldo);
+  else denseTileType<false>(R, n, k, v, run, qC, qS, Q, ldq, m, l, O, ldo);
 }
 
 template <int NV>
@@ -326,6 +621,7 @@ const KernelOps* avx512Ops() {
     o.localLogits = localLogits;
     o.accumulateValues = accumulateValues;
     o.softmaxTile = softmaxTile;
+    o.denseTileDim8 = denseTileDim8;
     return o;
   }();
   return &ops;

@@ -98,7 +98,7 @@ void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, float* O, 
   }
 }
 
-const KernelOps kPortable = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, nullptr, nullptr};
+const KernelOps kPortable = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, nullptr, nullptr, nullptr};
 
 }  // namespace
 

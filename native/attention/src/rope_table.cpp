@@ -12,6 +12,15 @@ RopeTable::RopeTable(double thetaBase, double freqScale, int rotaryDim)
   for (auto& c : hi_) c.store(nullptr, std::memory_order_relaxed);
   lanes_.resize(static_cast<size_t>(kLaneRows) * 2 * rd_);
   for (int64_t p = 0; p < kLaneRows; p++) laneCoeffs(p, lanes_.data() + p * 2 * rd_);
+  if (rd_ == 8) {
+    run_.assign(static_cast<size_t>(half_) * 2 * kRunWidth, 0.0f);
+    for (int k = 0; k < half_; k++)
+      for (int64_t u = 0; u < kLaneRows; u++) {
+        const float* lane = laneRow(kLaneRows - 1 - u);
+        run_[(2 * k) * kRunWidth + u] = lane[2 * k];
+        run_[(2 * k + 1) * kRunWidth + u] = lane[rd_ + 2 * k];
+      }
+  }
 }
 
 RopeTable::~RopeTable() {

@@ -54,6 +54,14 @@ class RopeTable {
   // The same for any p >= 0, from coeffs(), into dst (2 * rotaryDim floats).
   void laneCoeffs(int64_t p, float* dst) const;
 
+  // The lane coefficients again, key-major, for the dense head-dim-8 decode tiles: for pair k,
+  // kRunWidth cosines, then kRunWidth sines (a pair's first-lane sine, +sin). Entry u < kLaneRows
+  // is for distance kLaneRows - 1 - u and the rest are 0, so that a tile of n <= kLaneRows keys at
+  // consecutive positions finds key c (distance n - 1 - c) at u = kLaneRows - n + c, sixteen keys
+  // in one load. Built for rotaryDim 8 only (nullptr otherwise).
+  static constexpr int64_t kRunWidth = kLaneRows + 16;
+  const float* runCoeffs() const { return run_.empty() ? nullptr : run_.data(); }
+
   // Direct double-precision values (also what the table rows hold).
   void direct(int64_t p, float* C, float* S) const;
 
@@ -64,6 +72,7 @@ class RopeTable {
   int rd_, half_;
   std::vector<double> invFreq_;   // [rd/2] freqScale * thetaBase^(-2k/rd)
   std::vector<float> lanes_;      // [kLaneRows][2 rd]
+  std::vector<float> run_;        // [rd / 2][2][kRunWidth]
   static constexpr int64_t kLoChunks = kLo / kChunk;
   static constexpr int64_t kHiChunks = kHi / kChunk;
   mutable std::atomic<float*> lo_[kLoChunks];

@@ -28,7 +28,8 @@ Case decodeCase(Rng& rng, int idx) {
   c.kvType = rng.coin() ? KVType::F16 : KVType::F32;
   const double enc = rng.uniform();
   c.pe.kind = enc < 0.75 ? Encoding::Rope : enc < 0.9 ? Encoding::Alibi : Encoding::None;
-  c.pe.pairing = rng.coin() ? RopePairing::Normal : RopePairing::NeoX;
+  // Mostly Normal pairs at head dim 8 (stories260K's), which take the dense and fused tiles.
+  c.pe.pairing = rng.coin(c.headDim == 8 ? 0.85 : 0.5) ? RopePairing::Normal : RopePairing::NeoX;
   // Full rotary, or a partial width: a multiple of 32, an odd multiple of 16 or of 8 (the decode
   // tiles' partial cases), or any even width. A width the head dim cannot hold falls back to full.
   const int64_t hd = c.headDim;
@@ -80,7 +81,10 @@ Case decodeCase(Rng& rng, int idx) {
                 (long long)c.mask.nLocal, (long long)base, (long long)step, (long long)n);
   c.what = buf;
   c.fill(rng);
-  if (rng.coin(0.4)) {  // the engine's head-major cache
+  if (c.headDim == 8 && rng.coin(0.6)) {  // the engine's head-major cache, unpadded: dense tiles
+    c.toHeadMajor(0, rng.coin() ? 0 : 7);
+    c.what += " head-major";
+  } else if (rng.coin(0.4)) {  // the engine's head-major cache
     c.toHeadMajor(rng.coin() ? 0 : 16, rng.coin() ? 0 : 7);
     c.what += " head-major";
   }

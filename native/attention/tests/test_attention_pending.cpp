@@ -3,7 +3,8 @@
 // row out of its slot into kNew/vNew (or adding it there when no slot held it) must give the same
 // result as the same keys all in slots: bit for bit against the kernel on the all-slots problem,
 // within the usual tolerance against the dense reference. On every kernel path, with run() and
-// runPartition(), with dense and strided new rows.
+// runPartition(), with dense and strided new rows; the randomized cases, then the engine's decode
+// step at head dim 8 (where the all-slots form takes dense tiles that the split form cannot).
 #include <chrono>
 
 #include "random_case.h"
@@ -24,6 +25,8 @@ struct SplitCase {
   int moved = 0;  // query rows taken out of a slot (the others are new keys)
   std::vector<float> kNewF, vNewF;
   std::vector<uint16_t> kNewH, vNewH;
+  std::vector<float> poisonedKf, poisonedVf;  // see split()
+  std::vector<uint16_t> poisonedKh, poisonedVh;
 
   SplitCase(Case c, Rng& rng, int64_t strideExtra) : whole(std::move(c)) {
     Case& w = whole;
@@ -75,6 +78,24 @@ struct SplitCase {
 
   Problem split() {
     Problem p = whole.problem();
+    // The split form's K/V: the whole form's, with the rows of the slots it does not have (the
+    // moved and added query rows) poisoned, so that reading them instead of kNew/vNew shows.
+    if (poisonedKf.empty()) {
+      poisonedKf = whole.kf, poisonedVf = whole.vf, poisonedKh = whole.kh, poisonedVh = whole.vh;
+      for (bool value : {false, true}) {
+        const auto [ss, hs] = whole.strides(value);
+        for (int64_t slot = nSlot; slot < whole.nSlot(); slot++)
+          for (int g = 0; g < whole.nHeadKV; g++)
+            for (int d = 0; d < whole.headDim; d++) {
+              const size_t i = static_cast<size_t>(slot * ss + g * hs + d);
+              (value ? poisonedVf : poisonedKf)[i] = NAN;
+              if (whole.kvType == KVType::F16) (value ? poisonedVh : poisonedKh)[i] = 0x7e00;
+            }
+      }
+    }
+    const bool f16Cache = whole.kvType == KVType::F16;
+    p.k = f16Cache ? static_cast<const void*>(poisonedKh.data()) : poisonedKf.data();
+    p.v = f16Cache ? static_cast<const void*>(poisonedVh.data()) : poisonedVf.data();
     p.nSlot = nSlot;
     p.slotPos = splitSlotPos.data();
     const bool f16 = whole.kvType == KVType::F16;
@@ -86,6 +107,60 @@ struct SplitCase {
   }
 };
 
+// The engine's decode step at head dim 8, the shape the dense decode tiles take: a head-major
+// ring of W slots after the pinned ones, one query whose own row comes in kNew. W + 1 keys in the
+// local window, so that W % 64 == 0 leaves the query's row alone in the last tile. Three slot
+// layouts, for the two ways the kernel orders keys: the ring (a few runs of consecutive slots and
+// positions, ordered without a sort), the ring's slots shuffled in blocks of 8 (more runs than
+// that takes), and a ring where a few slots repeat other slots' positions (overlapping runs);
+// the last two are sorted.
+Case engineDecodeCase(Rng& rng, int idx) {
+  Case c;
+  const int G = static_cast<int>(rng.range(1, 5));
+  c.nHeadKV = static_cast<int>(rng.range(1, 4));
+  c.nHead = G * c.nHeadKV;
+  c.headDim = 8;
+  c.kvType = rng.coin() ? KVType::F16 : KVType::F32;
+  c.pe.kind = rng.coin(0.8) ? Encoding::Rope : Encoding::None;
+  c.pe.pairing = RopePairing::Normal;
+  c.pe.thetaBase = 10000.0;
+  c.scale = 1.0f / std::sqrt(8.0f);
+  const int64_t W = rng.pick(std::vector<int64_t>{63, 64, 65, 128, 200, 256});
+  const int64_t pinned = rng.pick(std::vector<int64_t>{0, 4, 10});
+  const int64_t base = rng.coin() ? 0 : (int64_t(1) << 40);
+  const int64_t n = pinned + W + rng.range(0, 300);  // tokens before the query
+  c.mask.lambda = true;
+  c.mask.origin = base;
+  c.mask.nGlobal = pinned;
+  c.mask.nLocal = W + 1;
+  c.mask.limitDistance = W + 1;
+  for (int64_t t = 0; t < pinned; t++) c.slotPos.push_back(base + t);
+  std::vector<int64_t> ring(W, -1);
+  for (int64_t t = n - W; t < n; t++) ring[(t - pinned) % W] = base + t;
+  const int layout = idx % 3;
+  if (layout == 1) {
+    std::vector<std::vector<int64_t>> blocks;
+    for (size_t b = 0; b < ring.size(); b += 8)
+      blocks.emplace_back(ring.begin() + b, ring.begin() + std::min(ring.size(), b + 8));
+    rng.shuffle(blocks);
+    ring.clear();
+    for (const auto& b : blocks) ring.insert(ring.end(), b.begin(), b.end());
+  } else if (layout == 2) {
+    for (int i = 0; i < 3; i++) ring[rng.range(0, W - 1)] = ring[rng.range(0, W - 1)];
+  }
+  c.slotPos.insert(c.slotPos.end(), ring.begin(), ring.end());
+  c.qPos.push_back(base + n);
+  c.nQ = 1;
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "engine decode case %d: G=%d nHeadKV=%d kv=%s enc=%d W=%lld pinned=%lld n=%lld layout=%d", idx, G,
+                c.nHeadKV, c.kvType == KVType::F16 ? "f16" : "f32", static_cast<int>(c.pe.kind), (long long)W,
+                (long long)pinned, (long long)n, layout);
+  c.what = buf;
+  c.fill(rng);
+  return c;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -94,10 +169,15 @@ int main(int argc, char** argv) {
   Rng rng(20231128);
   const std::vector<KernelPath> paths = kernelPaths();
   int moved = 0, added = 0;
-  for (int idx = 0; idx < nCases; idx++) {
-    SplitCase sc(randomCase(rng, idx), rng, idx % 3 == 0 ? 5 : 0);
+  const int nEngine = nCases / 4;
+  for (int idx = 0; idx < nCases + nEngine; idx++) {
+    const bool engine = idx >= nCases;
+    SplitCase sc(engine ? engineDecodeCase(rng, idx) : randomCase(rng, idx), rng, idx % 3 == 0 ? 5 : 0);
     Case& w = sc.whole;
-    if (idx % 2 == 1) {  // an engine's head-major cache (the split form's fewer slots fit it too)
+    if (engine) {
+      w.toHeadMajor(0, 0);
+      w.what += " head-major";
+    } else if (idx % 2 == 1) {  // an engine's head-major cache (the split form's fewer slots fit it too)
       w.toHeadMajor(idx % 4 == 1 ? 0 : 3, 0);
       w.what += " head-major";
     }

@@ -184,8 +184,9 @@ LMI_AVX512 inline __m512 expNonPositive(__m512 x) {
   __m512 p = _mm512_set1_ps(ep::kTaylor[0]);
 #pragma GCC unroll 8
   for (int i = 1; i < 8; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ep::kTaylor[i]));
-  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~underflow), _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+  // p 2^n, as the AVX2 code's multiplication by 2^n built from its exponent bits (n >= -126, so
+  // 2^n is exact and both round the same product).
+  return _mm512_maskz_scalef_ps(static_cast<__mmask16>(~underflow), p, n);
 }
 
 // Lanes [c, c + 16) of a row of n (n % 8 == 0): all sixteen, or the last eight.

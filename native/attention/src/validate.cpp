@@ -114,12 +114,17 @@ void validateShape(const Problem& p, int maxHeadDim) {
 
 }  // namespace detail
 
-void validate(const Problem& p) {
+void validateExceptPositions(const Problem& p) {
   using namespace detail;
   validateShape(p, kMaxHeadDim);
   if (p.pe.kind == Encoding::Alibi)
     for (int h = 0; h < p.nHead; h++)
       if (!std::isfinite(p.pe.alibiSlopes[h])) fail("pe.alibiSlopes[" + str(int64_t(h)) + "] is not finite");
+}
+
+void validate(const Problem& p) {
+  using namespace detail;
+  validateExceptPositions(p);
   for (int i = 0; i < p.nQ; i++) {
     const int64_t pos = p.qPos[i];
     if (pos < 0) fail("qPos[" + str(int64_t(i)) + "] must be >= 0 (got " + str(pos) + ")");

@@ -1,5 +1,6 @@
-// Every validate() rule raises InvalidArgument naming the argument; garbage in the fields
-// validate() can judge never crashes run().
+// Every validate() rule raises InvalidArgument naming the argument (validateExceptPositions()
+// every rule but the position arrays' contents); garbage in the fields validate() can judge never
+// crashes run().
 #include <functional>
 #include <limits>
 
@@ -28,18 +29,31 @@ Case baseCase() {
   return c;
 }
 
-// Expects validate() and run() to throw InvalidArgument whose message contains `name`.
-void expectInvalid(const char* label, const char* name, const std::function<void(Case&, Problem&)>& mutate) {
+// Expects validate() and run() to throw InvalidArgument whose message contains `name`, and
+// validateExceptPositions() too unless the fault is in the contents of qPos or slotPos
+// (`inPositions`), which it does not read.
+void expectInvalid(const char* label, const char* name, const std::function<void(Case&, Problem&)>& mutate,
+                   bool inPositions = false) {
   Case c = baseCase();
   Problem p = c.problem();
   mutate(c, p);
-  for (int entry = 0; entry < 2; entry++) {
+  if (inPositions) {
+    try {
+      validateExceptPositions(p);
+    } catch (const std::exception& e) {
+      LMI_CHECK(false, "%s: validateExceptPositions read the positions: %s", label, e.what());
+    }
+  }
+  const char* entries[] = {"validate", "run", "validateExceptPositions"};
+  for (int entry = 0; entry < (inPositions ? 2 : 3); entry++) {
     try {
       if (entry == 0)
         validate(p);
-      else
+      else if (entry == 1)
         run(p);
-      LMI_CHECK(false, "%s: no InvalidArgument from %s", label, entry ? "run" : "validate");
+      else
+        validateExceptPositions(p);
+      LMI_CHECK(false, "%s: no InvalidArgument from %s", label, entries[entry]);
     } catch (const InvalidArgument& e) {
       LMI_CHECK(std::string(e.what()).find(name) != std::string::npos, "%s: message '%s' does not name %s", label,
                 e.what(), name);
@@ -131,10 +145,11 @@ int main() {
   expectInvalid("origin huge", "origin", [](C&, P& p) { p.mask.origin = std::numeric_limits<int64_t>::min(); });
   expectInvalid("topK.k < 0", "topK.k", [](C&, P& p) { p.topK.k = -1; });
   expectInvalid("insertAt < 0", "insertAt", [](C&, P& p) { p.topK.insertAt = -2; });
-  expectInvalid("query position < 0", "qPos[1]", [](C& c, P&) { c.qPos[1] = -1; });
-  expectInvalid("query position huge", "qPos[0]", [](C& c, P&) { c.qPos[0] = std::numeric_limits<int64_t>::max(); });
-  expectInvalid("slot position < -1", "slotPos[2]", [](C& c, P&) { c.slotPos[2] = -2; });
-  expectInvalid("slot position huge", "slotPos[3]", [](C& c, P&) { c.slotPos[3] = int64_t(1) << 62; });
+  expectInvalid("query position < 0", "qPos[1]", [](C& c, P&) { c.qPos[1] = -1; }, true);
+  expectInvalid("query position huge", "qPos[0]", [](C& c, P&) { c.qPos[0] = std::numeric_limits<int64_t>::max(); },
+                true);
+  expectInvalid("slot position < -1", "slotPos[2]", [](C& c, P&) { c.slotPos[2] = -2; }, true);
+  expectInvalid("slot position huge", "slotPos[3]", [](C& c, P&) { c.slotPos[3] = int64_t(1) << 62; }, true);
   expectInvalid("overflowing sizes", "too large", [](C&, P& p) {
     p.nQ = 1 << 30;
     p.nHead = 1 << 30;

@@ -6,7 +6,8 @@
 // agree with AVX2's accumulateValues (one chain in key order) within the value sums' roundings.
 // Tiles of 1-64 keys, 1-4 rows, f16 and f32 rows, with and without RoPE, query turns in and beyond
 // the table, several tiles in a row on one running state (so that the running max rises, stays,
-// and starts at -inf), and rows far apart in scale. Nothing to check where the CPU has no AVX-512.
+// and starts at -inf), and rows far apart in scale. Also the softmax step's exponentials, AVX-512
+// against AVX2, bit for bit. Nothing to check where the CPU has no AVX-512.
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -124,6 +125,25 @@ void checkCase(Rng& rng, const detail::KernelOps& parts, const detail::KernelOps
   }
 }
 
+// The softmax step's exponentials, which the dense tile shares with softmaxTile: the AVX-512 and
+// AVX2 code must give the same bits per element (exp_poly.h), over logits that reach the
+// underflow cutoff and the smallest scale factors.
+void softmaxSameBits(Rng& rng, const detail::KernelOps& avx512, const detail::KernelOps& avx2) {
+  for (int t = 0; t < 200; t++) {
+    const int R = 2, N = 64;
+    std::vector<float> S(static_cast<size_t>(R) * N);
+    for (auto& x : S) x = static_cast<float>(-rng.uniform() * (t % 2 ? 100.0 : 10.0));
+    S[t % N] = 0.0f;  // each row's max at 0, so that exp sees the logits as they are
+    S[N + t % N] = 0.0f;
+    std::vector<float> S2(S), m(R, -std::numeric_limits<float>::infinity()), m2(m), l(R, 0.0f), l2(l);
+    std::vector<float> O(static_cast<size_t>(R) * 8, 0.0f), O2(O);
+    avx512.softmaxTile(S.data(), N, R, N, m.data(), l.data(), O.data(), 8, 8);
+    avx2.softmaxTile(S2.data(), N, R, N, m2.data(), l2.data(), O2.data(), 8, 8);
+    for (size_t i = 0; i < S.size(); i++)
+      LMI_CHECK(same(S[i], S2[i]), "softmax step %d element %zu: AVX-512 %.9g, AVX2 %.9g", t, i, S[i], S2[i]);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -138,5 +158,6 @@ int main(int argc, char** argv) {
   const int nCases = argc > 1 ? std::atoi(argv[1]) : 2000;
   Rng rng(20261130);
   for (int i = 0; i < nCases; i++) checkCase(rng, *avx512, *avx2, i);
+  softmaxSameBits(rng, *avx512, *avx2);
   return finish("test_dense_tile");
 }

@@ -312,6 +312,9 @@ void Context::run(float* logits) {
   // 3. Inputs and the kernel's per-call parameters.
   std::memcpy(g.tokens->data, c.tokens.data(), sizeof(int32_t) * c.n);
   std::memcpy(g.slots->data, c.slotIndex.data(), sizeof(int64_t) * c.n);
+  // Every layer reads the same position arrays: their contents are checked once, for the slot
+  // count they were checked with (-1: not yet).
+  int64_t checkedSlots = -1;
   for (int64_t il = 0; il < hp.nLayer; il++) {
     ggml_tensor* node = g.attnNodes[il];
     LayerAttention& op = c.layerOps[il];
@@ -338,7 +341,12 @@ void Context::run(float* logits) {
     p.topK = il >= o.topKFromLayer ? c.topK : attn::TopKMiddle{};
     p.out = static_cast<float*>(node->data);
     try {
-      attn::validate(p);
+      if (p.nSlot == checkedSlots) {
+        attn::validateExceptPositions(p);
+      } else {
+        attn::validate(p);
+        checkedSlots = p.nSlot;
+      }
     } catch (const std::exception& e) {
       throw Error(ErrorCode::InvalidArgument, std::string("attention problem rejected: ") + e.what());
     }

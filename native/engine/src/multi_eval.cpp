@@ -353,6 +353,9 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
   std::memcpy(g.tokens->data, m.tokens.data(), sizeof(int32_t) * static_cast<size_t>(total));
   std::memcpy(g.slots->data, m.rows.data(), sizeof(int64_t) * static_cast<size_t>(total));
   const int64_t hq = hp.nHead * hp.headDim;
+  // Every layer of a sequence reads its same position arrays: their contents are checked once,
+  // for the slot count they were checked with (-1: not yet).
+  std::vector<int64_t> checkedSlots(m.seqs.size(), -1);
   for (int64_t il = 0; il < hp.nLayer; il++) {
     ggml_tensor* node = g.attnNodes[static_cast<size_t>(il)];
     if (node == nullptr || node->data == nullptr)
@@ -386,7 +389,12 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
       p.topK = il >= c.opt.topKFromLayer ? c.topK : attn::TopKMiddle{};
       p.out = outBase + m.start[s] * hq;
       try {
-        attn::validate(p);
+        if (checkedSlots[s] == p.nSlot) {
+          attn::validateExceptPositions(p);
+        } else {
+          attn::validate(p);
+          checkedSlots[s] = p.nSlot;
+        }
       } catch (const std::exception& e) {
         throw Error(ErrorCode::InvalidArgument, "attention problem of context " + std::to_string(s) + " rejected: " + e.what());
       }

@@ -99,6 +99,11 @@ struct RunOptions {
 // nLocal <= 0, limitDistance < 0, nGlobal < 0, topK.k < 0 ...).
 void validate(const Problem& p);
 
+// validate() without reading the contents of qPos and slotPos (their pointers are still checked):
+// for a host that passes the same position arrays, validated once, to several problems (a
+// model's layers).
+void validateExceptPositions(const Problem& p);
+
 // Computes the whole problem with opts.threads threads (validates first).
 void run(const Problem& p, const RunOptions& opts = {});
 

@@ -6,7 +6,7 @@
 //
 //   npm run build && npx sucrase-node bench/compare/make-models.ts      (the synthetic ~91M models)
 //   node bench/compare-llamacpp.mjs [--threads N] [--reps 3] [--models stories,F16,Q8_0,Q4_0]
-//        [--long stories,Q4_0] [--long-reps 1] [--json out.json] [--write]
+//        [--long stories,Q4_0] [--long-reps 1] [--flat-reps 3] [--flat-only] [--json out.json] [--write]
 //
 // Scenarios
 //   window  inside the training window (context <= 2k): prefill a 1,024-token prompt, decode 64
@@ -17,6 +17,11 @@
 //   long    one stream: prefill to 8k, decode 32 at 8k, prefill to 32k, decode 32 at 32k, and for
 //           lm-infinite on to 128k and decode 32 there. lm-infinite: Λ with nLocal 2048; llama.cpp:
 //           vanilla attention in a 32k+ context (its default flash attention).
+//   flat    lm-infinite alone, the flat-cost target side by side: one process holds a Λ session at
+//           position 1k and one at 32k and decodes 64 tokens in each in turn, 6 rounds (the near
+//           session's window grows from ~1,090 to ~1,470 keys), in --flat-reps processes (3); the
+//           median of all rounds' 32k / 1k rate ratios. Run for the --long models; --flat-only runs
+//           nothing else.
 // Decode rates are tokens / total time of greedy decoding (the median step was used until
 // lm-infinite began handing out several tokens per native call); prefill rates are prompt tokens / time. --write appends a section to
 // bench/RESULTS.md.
@@ -54,7 +59,8 @@ function physicalCores() {
 const threads = Number(arg('threads', String(physicalCores())));
 const reps = Number(arg('reps', '3'));
 const longReps = Number(arg('long-reps', '1'));
-const wanted = arg('models', 'stories,F16,Q8_0,Q4_0').split(',').filter(Boolean);
+const flatOnly = process.argv.includes('--flat-only');
+const wanted = flatOnly ? [] : arg('models', 'stories,F16,Q8_0,Q4_0').split(',').filter(Boolean);
 const longWanted = arg('long', 'stories,Q4_0').split(',').filter(Boolean);
 const NVOCAB = 512; // every compared model carries the stories260K vocabulary
 
@@ -96,6 +102,9 @@ const longPlan = (withFar) => [
 const LAMBDA = { nGlobal: 10, nLocal: 2048, limitDistance: 2048 };
 
 const ours = (model, plan) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, seed: 1, plan });
+const FLAT = { near: 1024, far: 32768, tokens: 64, rounds: 6 };
+const flatReps = Number(arg('flat-reps', '3'));
+const oursFlat = (model) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, seed: 1, flat: FLAT });
 const theirs = (model, plan, contextSize, flashAttention) =>
   runWorker('worker-llamacpp.mjs', { model: model.path, threads, nVocab: NVOCAB, contextSize, batchSize: 512, flashAttention, seed: 1, plan });
 
@@ -136,7 +145,7 @@ for (const key of wanted) {
 for (const key of longWanted) {
   const model = all[key];
   const runs = { lmi: [], llama: [] };
-  for (let r = 0; r < longReps; r++) {
+  for (let r = 0; r < (flatOnly ? 0 : longReps); r++) {
     runs.lmi.push(ours(model, longPlan(true)));
     runs.llama.push(theirs(model, longPlan(false), 32768 + 512, 'auto'));
     log(`${model.name} long rep ${r + 1}/${longReps} done`);
@@ -146,7 +155,7 @@ for (const key of longWanted) {
     const p = byLabel(x);
     return 32768 / (p['prefill to 8k'].seconds + p['prefill to 32k'].seconds);
   };
-  const metrics = {
+  const metrics = flatOnly ? {} : {
     'decode @8k': { lmi: pick(runs.lmi, 'decode @8k'), llama: pick(runs.llama, 'decode @8k') },
     'decode @32k': { lmi: pick(runs.lmi, 'decode @32k'), llama: pick(runs.llama, 'decode @32k') },
     'decode @128k': { lmi: pick(runs.lmi, 'decode @128k'), llama: null },
@@ -156,7 +165,18 @@ for (const key of longWanted) {
     kvBytes: { lmi: median(runs.lmi.map((x) => x.kvBytes)), llama: null },
   };
   for (const m of Object.values(metrics)) if (m.lmi !== null && m.llama) m.ratio = m.lmi / m.llama;
-  report.long[key] = { model: model.name, params: model.params, metrics, runs };
+  const flat = [];
+  for (let r = 0; r < flatReps; r++) {
+    flat.push(oursFlat(model));
+    log(`${model.name} flat rep ${r + 1}/${flatReps} done`);
+  }
+  const rounds = flat.flatMap((x) => x.flat.rounds);
+  metrics.flat = {
+    near: median(rounds.map((x) => x.near)),
+    far: median(rounds.map((x) => x.far)),
+    ratio: median(rounds.map((x) => x.far / x.near)),
+  };
+  report.long[key] = { model: model.name, params: model.params, metrics, runs, flat };
 }
 
 const f = (x, d = 0) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
@@ -174,13 +194,17 @@ if (Object.keys(report.long).length > 0) {
   md += `\n| model | metric | lm-infinite Λ (nLocal 2k) | llama.cpp vanilla | ratio |\n|---|---|---:|---:|---:|\n`;
   for (const l of Object.values(report.long)) {
     for (const [label, m] of Object.entries(l.metrics)) {
+      if (label === 'flat') {
+        md += `| ${l.model} | Λ decode @32k / @1k, side by side (${flatReps} × ${FLAT.rounds} rounds of ${FLAT.tokens} tokens; tok/s ${f(m.far, 1)} / ${f(m.near, 1)}) | **${f(m.ratio, 2)}×** | | |\n`;
+        continue;
+      }
       const isMem = label.startsWith('rss') || label === 'kvBytes';
       const v = (x) => (isMem ? mib(x) : f(x, 1));
       md += `| ${l.model} | ${label}${isMem ? '' : ' (tok/s)'} | ${v(m.lmi)} | ${m.llama === null ? 'n/a' : v(m.llama)} | ${m.ratio ? `**${f(m.ratio, 2)}×**` : ''} |\n`;
     }
     const window = report.window[Object.keys(report.window).find((k) => report.window[k].model === l.model)];
     for (const at of ['decode @1k', 'decode @2k']) {
-      const flat = l.metrics['decode @32k'].lmi / window?.metrics[at]?.lmi;
+      const flat = l.metrics['decode @32k']?.lmi / window?.metrics[at]?.lmi;
       if (Number.isFinite(flat)) md += `| ${l.model} | Λ decode @32k / Λ ${at} | ${f(flat, 2)}× | | |\n`;
     }
   }

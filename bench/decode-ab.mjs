@@ -5,8 +5,13 @@
 // Reports medians, each build's full/half ratio (the flat-cost ratio of #5) and the ratio of
 // every build to the first.
 //
+// --n-local gives each prompt its own nLocal (one value, or one per prompt): with
+// `--prompts 2100,2100 --n-local 1024,2048` both columns decode with a full window, of 1,034 and
+// 2,058 keys, so that neither column is a window still filling up.
+//
 //   npm run build && node bench/decode-ab.mjs --addons old.node,build/Release/lm_infinite.node
 //        [--model path.gguf] [--threads 2] [--tokens 256] [--reps 3] [--prompts 1000,2100]
+//        [--n-local 2048]
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,11 +23,11 @@ const arg = (name, fallback) => {
 };
 const threads = Number(arg('threads', '2'));
 const tokens = Number(arg('tokens', '256'));
-const nLocal = 2048;
 
 if (process.argv.includes('--child')) {
   const { loadModel } = await import('../dist/index.mjs');
   const promptTokens = Number(arg('prompt', '1000'));
+  const nLocal = Number(arg('n-local', '2048'));
   const model = await loadModel(arg('model'), { threads });
   const nVocab = model.tokenizer.vocabSize;
   const banned = {};
@@ -46,6 +51,9 @@ const addons = arg('addons', path.join(here, '..', 'build', 'Release', 'lm_infin
   .split(',')
   .map((a) => path.resolve(a));
 const prompts = arg('prompts', '1000,2100').split(',').map(Number);
+const nLocals = arg('n-local', '2048').split(',').map(Number);
+if (nLocals.length !== 1 && nLocals.length !== prompts.length) throw new Error('--n-local: one value, or one per prompt');
+const nLocalOf = (p) => nLocals[nLocals.length === 1 ? 0 : p];
 const reps = Number(arg('reps', '3'));
 
 const runs = addons.map(() => prompts.map(() => []));
@@ -55,7 +63,7 @@ for (let r = 0; r < reps; r++) {
       const out = execFileSync(
         process.execPath,
         [fileURLToPath(import.meta.url), '--child', '--model', modelPath, '--prompt', String(prompts[p]),
-          '--threads', String(threads), '--tokens', String(tokens)],
+          '--n-local', String(nLocalOf(p)), '--threads', String(threads), '--tokens', String(tokens)],
         { env: { ...process.env, LMI_ADDON_PATH: addons[a] }, encoding: 'utf8' },
       );
       runs[a][p].push(JSON.parse(out).tokensPerSecond);
@@ -67,8 +75,9 @@ const median = (xs) => {
   const s = [...xs].sort((x, y) => x - y);
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-console.log(`${path.basename(modelPath)} · Λ nLocal ${nLocal} · ${tokens} greedy tokens after prompts of ${prompts.join(', ')} · ${threads} thread(s) · ${reps} reps (median, range)`);
-console.log(`| build | ${prompts.map((p) => `decode after ${p} (tok/s)`).join(' | ')} | last / first prompt | vs first build |`);
+console.log(`${path.basename(modelPath)} · Λ nLocal ${nLocals.join(', ')} · ${tokens} greedy tokens after prompts of ${prompts.join(', ')} · ${threads} thread(s) · ${reps} reps (median, range)`);
+const column = (p) => (nLocals.length === 1 ? `decode after ${prompts[p]}` : `decode after ${prompts[p]}, nLocal ${nLocalOf(p)}`);
+console.log(`| build | ${prompts.map((_, p) => `${column(p)} (tok/s)`).join(' | ')} | last / first column | vs first build |`);
 console.log(`|---|${prompts.map(() => '---:').join('|')}|---:|---|`);
 const med = runs.map((byPrompt) => byPrompt.map(median));
 for (let a = 0; a < addons.length; a++) {

@@ -1,8 +1,11 @@
 // lm-infinite's side of bench/compare-llamacpp.mjs: one child process runs one plan and prints JSON.
 //   node bench/compare/worker-lmi.mjs '<json job>'
 // job: { model, threads, attention: 'vanilla' | { nGlobal, nLocal, limitDistance }, maxContext?, chunkSize, plan, seed }
+// or, for the flat-cost measurement, { ..., flat: { near, far, tokens, rounds } } instead of plan:
+// two sessions of the model, one prefilled to `near` tokens and one to `far`, decode `tokens`
+// greedy tokens each in turn (the order alternating) for `rounds` rounds.
 import { loadModel } from '../../dist/index.mjs';
-import { memory, now, runPlan } from './stream.mjs';
+import { TokenStream, memory, now, runPlan } from './stream.mjs';
 
 const job = JSON.parse(process.argv[2]);
 const t0 = now();
@@ -42,6 +45,43 @@ const engine = {
     session = model.createSession(sessionOptions());
   },
 };
+
+if (job.flat) {
+  session.dispose();
+  const { near, far, tokens, rounds } = job.flat;
+  const sessions = {};
+  for (const [name, length] of [['near', near], ['far', far]]) {
+    const s = model.createSession(sessionOptions());
+    const stream = new TokenStream(nVocab, job.seed);
+    for (let left = length; left > 0; left -= 16384) await s.append(stream.next(Math.min(16384, left)));
+    sessions[name] = s;
+  }
+  const decodeRate = async (s) => {
+    const t0 = now();
+    let n = 0;
+    for await (const _ of s.generate({ maxTokens: tokens, temperature: 0, logitBias: banned })) n++;
+    return n / (now() - t0);
+  };
+  // The JavaScript side compiled and warm first (its optimizing compiler shares the cores with
+  // the engine's threads), in a session of its own, then both measured sessions once.
+  const warm = model.createSession(sessionOptions());
+  await warm.append(new TokenStream(nVocab, job.seed + 1).next(128));
+  for (let r = 0; r < 8; r++) await decodeRate(warm);
+  warm.dispose();
+  await decodeRate(sessions.near);
+  await decodeRate(sessions.far);
+  const measured = [];
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? ['near', 'far'] : ['far', 'near'];
+    const rate = {};
+    for (const name of order) rate[name] = await decodeRate(sessions[name]);
+    measured.push(rate);
+  }
+  const kvBytes = sessions.far.kvBytes;
+  for (const s of Object.values(sessions)) s.dispose();
+  process.stdout.write(`${JSON.stringify({ engine: 'lm-infinite', loadSeconds, kvBytes, flat: { ...job.flat, rounds: measured }, final: memory() })}\n`);
+  process.exit(0);
+}
 
 const phases = await runPlan(engine, job.plan, nVocab, job.seed);
 const kvBytes = session.kvBytes;

@@ -24,6 +24,10 @@
 // register-blocked GEMM, or kept as rows for blocks of <= 4 rows, i.e. decode), masked,
 // an online-softmax step (running max m, sum l, unnormalized O), then O += P V. Top-k
 // middle logits go to a k-entry list per row and join the softmax when the row is finished.
+// Decode tiles of local keys take fused primitives (localLogits, accumulateValues) and, at head
+// dim 8 where the keys sit in consecutive slots at consecutive positions, one call for the whole
+// tile (denseTileDim8). Cache-shaped inputs (a few disjoint runs of consecutive slots and
+// positions) are ordered without a sort.
 //
 // RoPE. With r = the block's last query position, keys are rotated by R(j - r) and
 // queries by R(i - r), so <R(i-r)q, R(j-r)k> = <R(i-j)q, k> (local branch). Decode-sized

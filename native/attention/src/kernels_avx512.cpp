@@ -1,6 +1,7 @@
-// AVX-512 implementation of the decode tiles (KernelOps::localLogits, accumulateValues) and of the
-// softmax step every tile takes (softmaxTile); every other primitive is the AVX2 one. Compiled
-// with per-function target attributes, selected at runtime by cpuHasAvx512().
+// AVX-512 implementation of the decode tiles (KernelOps::localLogits, accumulateValues, and the
+// head-dim-8 denseTileDim8) and of the softmax step every tile takes (softmaxTile); every other
+// primitive is the AVX2 one. Compiled with per-function target attributes, selected at runtime by
+// cpuHasAvx512().
 //
 // The key side is the AVX2 decode tiles' fusion (a key goes from the cache through conversion and
 // rotation to its dot products in registers), sixteen lanes wide: a group's sixteen (row, key)
@@ -33,9 +34,10 @@ namespace {
 constexpr int kMaxVec = 16;  // D <= 256: sixteen 16-lane vectors per row
 
 // Shapes whose rows or rotated spans are not whole 16-lane vectors take the AVX2 primitives, 8
-// lanes wide: head dims that are an odd multiple of 8 (e.g. 8: stories260K), Normal rotary widths
-// that are an odd multiple of 8, NeoX ones that are an odd multiple of 16 (e.g. 16: Pythia-160M,
-// StableLM-2), whose halves would split a vector.
+// lanes wide: head dims that are an odd multiple of 8 (e.g. 8: stories260K, whose values are
+// summed here though, in the dense tile's order), Normal rotary widths that are an odd multiple
+// of 8, NeoX ones that are an odd multiple of 16 (e.g. 16: Pythia-160M, StableLM-2), whose halves
+// would split a vector.
 const KernelOps* gAvx2 = nullptr;
 
 // v[i] = elements [16 i, 16 i + 16) of the row, as floats (NV: see localLogitsRows).

@@ -895,6 +895,7 @@ class Worker {
   // dim 8 (P_.denseDim8): one call per four rows does it all, with the same rotation as
   // fusedLocalTile.
   void denseTile(const Block& blk, int g, int64_t c0, int n) {
+    static_assert(kKT <= RopeTable::kLaneRows, "a dense tile's keys take their turns from the first kLaneRows rows");
     const int Dp = P_.Dp;
     const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
     const int64_t slot = P_.sSlot[c0];

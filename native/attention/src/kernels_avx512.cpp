@@ -195,8 +195,8 @@ LMI_AVX512 inline __m512 expNonPositive(__m512 x) {
 LMI_AVX512 inline __mmask16 laneMask(int c, int n) { return c + 16 <= n ? 0xFFFF : 0x00FF; }
 
 // KernelOps::softmaxTile, sixteen lanes wide: per element the same operations as the AVX2 one; the
-// row sums are added in a different order.
-LMI_AVX512 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, float* O, int ldO, int Dp) {
+// row sums are added in a different order. Inline, for the dense tile (constant R and Dp there).
+LMI_AVX512 inline void softmaxStep(float* S, int ldS, int R, int N, float* m, float* l, float* O, int ldO, int Dp) {
   const float ninf = -std::numeric_limits<float>::infinity();
   const __m512 vninf = _mm512_set1_ps(ninf);
   for (int r = 0; r < R; r++) {
@@ -229,6 +229,10 @@ LMI_AVX512 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l,
     }
     l[r] += _mm512_reduce_add_ps(sum);
   }
+}
+
+LMI_AVX512 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, float* O, int ldO, int Dp) {
+  softmaxStep(S, ldS, R, N, m, l, O, ldO, Dp);
 }
 
 // Value sums at head dim 8 (KernelOps::denseTileDim8's order; accumulateValues takes it at D 8
@@ -464,8 +468,7 @@ template <int R, bool F16>
 LMI_AVX512 void denseTileRows(int n, const void* k, const void* v, const float* run, const float* qC, const float* qS,
                               const float* Q, int ldq, float* m, float* l, float* O, int ldo) {
   constexpr size_t kRowBytes = 8 * (F16 ? 2 : 4);
-  const float ninf = -std::numeric_limits<float>::infinity();
-  const __m512 vninf = _mm512_set1_ps(ninf);
+  const __m512 vninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   alignas(64) float S[R][kDenseLd];
   const int N16 = (n + 15) & ~15;
   // The query elements broadcast once, read back by the FMAs as memory operands (a load each,
@@ -529,32 +532,8 @@ LMI_AVX512 void denseTileRows(int n, const void* k, const void* v, const float* 
     }
   }
 
-  // softmaxTile's step, row by row.
-  for (int r = 0; r < R; r++) {
-    float* s = S[r];
-    __m512 vmax = vninf;
-    for (int c = 0; c < N16; c += 16) vmax = _mm512_max_ps(vmax, _mm512_load_ps(s + c));
-    const float tmax = _mm512_reduce_max_ps(vmax);
-    if (tmax == ninf) {
-      for (int c = 0; c < N16; c += 16) _mm512_store_ps(s + c, _mm512_setzero_ps());
-      continue;
-    }
-    if (tmax > m[r]) {
-      const float alpha = m[r] == ninf ? 0.0f : std::exp(m[r] - tmax);
-      float* o = O + static_cast<int64_t>(r) * ldo;
-      _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_set1_ps(alpha), _mm256_loadu_ps(o)));
-      l[r] *= alpha;
-      m[r] = tmax;
-    }
-    const __m512 vm = _mm512_set1_ps(m[r]);
-    __m512 sum = _mm512_setzero_ps();
-    for (int c = 0; c < N16; c += 16) {
-      const __m512 e = expNonPositive(_mm512_sub_ps(_mm512_load_ps(s + c), vm));
-      _mm512_store_ps(s + c, e);
-      sum = _mm512_add_ps(sum, e);
-    }
-    l[r] += _mm512_reduce_add_ps(sum);
-  }
+  // softmaxTile's step (the logits are -inf beyond n, so sixteen-key chunks are whole rows).
+  softmaxStep(S[0], kDenseLd, R, N16, m, l, O, ldo, 8);
 
   // Values: pairs of keys, the chains' order.
   __m512 acc[R][2];

@@ -17,11 +17,11 @@
 //   long    one stream: prefill to 8k, decode 32 at 8k, prefill to 32k, decode 32 at 32k, and for
 //           lm-infinite on to 128k and decode 32 there. lm-infinite: Λ with nLocal 2048; llama.cpp:
 //           vanilla attention in a 32k+ context (its default flash attention).
-//   flat    lm-infinite alone, the flat-cost target side by side: one process holds a Λ session at
-//           position 1k and one at 32k and decodes 64 tokens in each in turn, 6 rounds (the near
-//           session's window grows from ~1,090 to ~1,470 keys), in --flat-reps processes (3); the
-//           median of all rounds' 32k / 1k rate ratios. Run for the --long models; --flat-only runs
-//           nothing else.
+//   flat    lm-infinite alone, the flat-cost target side by side: one process holds a Λ session
+//           around position 1k and one around 32k and decodes 64 tokens in each in turn, 6 rounds,
+//           centred on the position (the near session's window spans ~830 to ~1,220 keys), in
+//           --flat-reps processes (3); the median of all rounds' 32k / 1k rate ratios. Run for the
+//           --long models; --flat-only runs nothing else.
 // Decode rates are tokens / total time of greedy decoding (the median step was used until
 // lm-infinite began handing out several tokens per native call); prefill rates are prompt tokens / time. --write appends a section to
 // bench/RESULTS.md.

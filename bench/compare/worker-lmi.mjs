@@ -49,8 +49,13 @@ const engine = {
 if (job.flat) {
   session.dispose();
   const { near, far, tokens, rounds } = job.flat;
+  // Each session decodes tokens once unmeasured, then in every round: it starts early enough that
+  // the measured rounds' middle token sits at the named position (the near session's window then
+  // spans near ± tokens * rounds / 2 keys, centred on near).
+  const lead = tokens * (1 + rounds / 2);
+  if (near - lead < 1) throw new Error(`flat: near (${near}) must exceed ${lead} tokens`);
   const sessions = {};
-  for (const [name, length] of [['near', near], ['far', far]]) {
+  for (const [name, length] of [['near', near - lead], ['far', far - lead]]) {
     const s = model.createSession(sessionOptions());
     const stream = new TokenStream(nVocab, job.seed);
     for (let left = length; left > 0; left -= 16384) await s.append(stream.next(Math.min(16384, left)));

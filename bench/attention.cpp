@@ -3,7 +3,7 @@
 //   lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]
 //                       [--head-dim D] [--local W] [--portable] [--decode-only]
 //                       [--layers N] [--partition] [--no-avx512] [--head-major]
-//                       [--rotary-dim R] [--neox]
+//                       [--rotary-dim R] [--neox] [--q8]
 //
 // decode  : one query. Λ at window w: 10 global + w local keys (nLocal = limitDistance = w)
 //           at stream position 2^20; vanilla at window w: causal over w keys.
@@ -18,7 +18,7 @@
 // --layers N: decode cycles through N independent K/V caches per timed call (as a model's
 //           layers do), so the keys come from memory rather than a cache warmed by the last call;
 //           times are per layer.
-// K/V are f16. GFLOP/s counts 4 * headDim flops per kept (query, key, head): 2 * headDim
+// K/V are f16, or with --q8 ggml's Q8_0 blocks (34 bytes per 32 values). GFLOP/s counts 4 * headDim flops per kept (query, key, head): 2 * headDim
 // for q.k and 2 * headDim for p.v.
 #include <algorithm>
 #include <chrono>
@@ -39,7 +39,7 @@ using namespace lmi::attn;
 
 struct Config {
   bool quick = false, json = false, portable = false, decodeOnly = false, partition = false, noAvx512 = false;
-  bool headMajor = false, neox = false;
+  bool headMajor = false, neox = false, q8 = false;
   int rotaryDim = 0;
   int threads = 0, layers = 1;
   int nHead = 8, nHeadKV = 4, headDim = 64;
@@ -62,6 +62,7 @@ uint16_t toHalf(float f) {  // round to nearest even; inputs are small and norma
 struct Buffers {
   std::vector<float> q, out;
   std::vector<uint16_t> k, v;
+  std::vector<uint8_t> kq, vq;  // --q8: the same values in Q8_0 blocks
   std::vector<int64_t> slotPos, qPos;
 };
 
@@ -78,6 +79,18 @@ void fillRandom(Buffers& b, const Config& c, int nQ, int64_t nSlot, uint64_t see
   b.v.resize(kv);
   for (auto& x : b.k) x = toHalf(next());
   for (auto& x : b.v) x = toHalf(next());
+  if (c.q8) {
+    // Random values in [-1, 1): a block's scale is about 1/127 and q spans the whole int8 range.
+    for (auto* q : {&b.kq, &b.vq}) {
+      q->resize(kv / 32 * 34);
+      for (size_t blk = 0; blk < kv / 32; blk++) {
+        uint8_t* o = q->data() + blk * 34;
+        const uint16_t d = toHalf(1.0f / 127.0f);
+        std::memcpy(o, &d, 2);
+        for (int i = 0; i < 32; i++) o[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(next() * 127.0f)));
+      }
+    }
+  }
   b.out.assign(b.q.size(), 0.0f);
 }
 
@@ -89,9 +102,9 @@ Problem problemFor(Buffers& b, const Config& c, bool lambda, int64_t nLocal, int
   p.headDim = c.headDim;
   p.nSlot = static_cast<int64_t>(b.slotPos.size());
   p.q = b.q.data();
-  p.k = b.k.data();
-  p.v = b.v.data();
-  p.kvType = KVType::F16;
+  p.k = c.q8 ? static_cast<const void*>(b.kq.data()) : b.k.data();
+  p.v = c.q8 ? static_cast<const void*>(b.vq.data()) : b.v.data();
+  p.kvType = c.q8 ? KVType::Q8_0 : KVType::F16;
   p.pe.rotaryDim = c.rotaryDim;
   p.pe.pairing = c.neox ? RopePairing::NeoX : RopePairing::Normal;
   if (c.headMajor) {  // the buffers hold random rows: only the addressing changes
@@ -160,9 +173,9 @@ struct Row {
 
 void print(const std::vector<Row>& rows, const Config& c, int threads) {
   if (c.json) {
-    std::printf("{\"shape\":{\"nHead\":%d,\"nHeadKV\":%d,\"headDim\":%d,\"kv\":\"f16\"},\"threads\":%d,"
+    std::printf("{\"shape\":{\"nHead\":%d,\"nHeadKV\":%d,\"headDim\":%d,\"kv\":\"%s\"},\"threads\":%d,"
                 "\"path\":\"%s\",\"nLocal\":%lld,\"nGlobal\":%lld,\"rows\":[",
-                c.nHead, c.nHeadKV, c.headDim, threads,
+                c.nHead, c.nHeadKV, c.headDim, c.q8 ? "q8_0" : "f16", threads,
                 pathName(c, false), (long long)c.nLocal, (long long)c.nGlobal);
     for (size_t i = 0; i < rows.size(); i++) {
       const Row& r = rows[i];
@@ -190,7 +203,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]\n"
                "                           [--head-dim D] [--local W] [--portable] [--decode-only] [--layers N]\n"
-               "                           [--partition] [--no-avx512] [--head-major] [--rotary-dim R] [--neox]\n");
+               "                           [--partition] [--no-avx512] [--head-major] [--rotary-dim R] [--neox] [--q8]\n");
   return 2;
 }
 
@@ -214,6 +227,7 @@ int main(int argc, char** argv) {
     else if (s == "--no-avx512") c.noAvx512 = true;
     else if (s == "--head-major") c.headMajor = true;
     else if (s == "--neox") c.neox = true;
+    else if (s == "--q8") c.q8 = true;
     else if (s == "--rotary-dim") { if (!value(c.rotaryDim)) return usage(); }
     else if (s == "--threads") { if (!value(c.threads)) return usage(); }
     else if (s == "--heads") { if (!value(c.nHead)) return usage(); }
@@ -230,8 +244,8 @@ int main(int argc, char** argv) {
   o.forcePortable = c.portable;
   o.noAvx512 = c.noAvx512;
   if (!c.json)
-    std::printf("lmi attention bench: nHead %d, nHeadKV %d, headDim %d, f16 K/V, %d thread(s), %s path%s\n", c.nHead,
-                c.nHeadKV, c.headDim, threads, pathName(c, true),
+    std::printf("lmi attention bench: nHead %d, nHeadKV %d, headDim %d, %s K/V, %d thread(s), %s path%s\n", c.nHead,
+                c.nHeadKV, c.headDim, c.q8 ? "q8_0" : "f16", threads, pathName(c, true),
                 c.quick ? ", quick" : "");
 
   std::vector<Row> rows;

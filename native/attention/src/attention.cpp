@@ -494,8 +494,8 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
       ps.table = ropeTable(p.pe.thetaBase, p.pe.freqScale, P.rd);
     P.table = ps.table;
   }
-  P.fusedLocal = ops->localLogits != nullptr && P.D % 8 == 0 && P.D <= 256 &&
-                 (!P.rope || P.rd % (p.pe.pairing == RopePairing::NeoX ? 16 : 8) == 0);
+  P.fusedLocal = ops->localLogits != nullptr && (p.kvType != KVType::Q8_0 || ops->readsQ8) && P.D % 8 == 0 &&
+                 P.D <= 256 && (!P.rope || P.rd % (p.pe.pairing == RopePairing::NeoX ? 16 : 8) == 0);
   P.denseDim8 = P.fusedLocal && ops->denseTileDim8 != nullptr && P.D == 8 && !P.alibi && P.kStride == 8 &&
                 P.vStride == 8 && (!P.rope || P.table->runCoeffs() != nullptr);
 
@@ -715,22 +715,22 @@ class Worker {
 
   // The K (value = false) or V row of KV head g for sorted-key slot `slot`.
   const void* rowAddress(bool value, int64_t slot, int g) const {
-    const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
+    const KVType t = p_.kvType;
     if (slot >= p_.nSlot) {  // one of the queries' own rows
       const void* base = value ? p_.vNew : p_.kNew;
       const int64_t stride = value ? P_.vNewStride : P_.kNewStride;
-      return static_cast<const char*>(base) + ((slot - p_.nSlot) * stride + static_cast<int64_t>(g) * P_.D) * elem;
+      return static_cast<const char*>(base) + kvBytes(t, (slot - p_.nSlot) * stride + static_cast<int64_t>(g) * P_.D);
     }
     const void* base = value ? p_.v : p_.k;
     const int64_t stride = value ? P_.vStride : P_.kStride;
     const int64_t headStride = value ? P_.vHeadStride : P_.kHeadStride;
-    return static_cast<const char*>(base) + (slot * stride + static_cast<int64_t>(g) * headStride) * elem;
+    return static_cast<const char*>(base) + kvBytes(t, slot * stride + static_cast<int64_t>(g) * headStride);
   }
 
   // Asks for the K (value = false) or V rows of KV head g of sorted keys [c0, c0 + n).
   void prefetch(bool value, int g, int64_t c0, int n) {
 #if defined(__GNUC__)
-    const int64_t bytes = static_cast<int64_t>(P_.D) * (p_.kvType == KVType::F32 ? 4 : 2);
+    const int64_t bytes = kvBytes(p_.kvType, P_.D);
     for (int c = 0; c < n; c++) {
       const char* row = static_cast<const char*>(rowAddress(value, P_.sSlot[c0 + c], g));
       for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
@@ -806,10 +806,10 @@ class Worker {
     const void** kp = sc_.kPtr.data();
     const void** vp = sc_.vPtr.data();
     {
-      const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
-      const char* k = static_cast<const char*>(p_.k) + static_cast<int64_t>(g) * P_.kHeadStride * elem;
-      const char* v = static_cast<const char*>(p_.v) + static_cast<int64_t>(g) * P_.vHeadStride * elem;
-      const int64_t ks = P_.kStride * elem, vs = P_.vStride * elem, nSlot = p_.nSlot;
+      const KVType t = p_.kvType;
+      const char* k = static_cast<const char*>(p_.k) + kvBytes(t, static_cast<int64_t>(g) * P_.kHeadStride);
+      const char* v = static_cast<const char*>(p_.v) + kvBytes(t, static_cast<int64_t>(g) * P_.vHeadStride);
+      const int64_t ks = kvBytes(t, P_.kStride), vs = kvBytes(t, P_.vStride), nSlot = p_.nSlot;
       if (js[n - 1] < nSlot && consecutive(js, n)) {
         // Consecutive slots (a ring's run): a loop the compiler vectorizes.
         const char* k0 = k + js[0] * ks;
@@ -897,10 +897,9 @@ class Worker {
   void denseTile(const Block& blk, int g, int64_t c0, int n) {
     static_assert(kKT <= RopeTable::kLaneRows, "a dense tile's keys take their turns from the first kLaneRows rows");
     const int Dp = P_.Dp;
-    const int64_t elem = p_.kvType == KVType::F32 ? 4 : 2;
     const int64_t slot = P_.sSlot[c0];
-    const void* k = static_cast<const char*>(p_.k) + (slot * P_.kStride + g * P_.kHeadStride) * elem;
-    const void* v = static_cast<const char*>(p_.v) + (slot * P_.vStride + g * P_.vHeadStride) * elem;
+    const void* k = static_cast<const char*>(p_.k) + kvBytes(p_.kvType, slot * P_.kStride + g * P_.kHeadStride);
+    const void* v = static_cast<const char*>(p_.v) + kvBytes(p_.kvType, slot * P_.vStride + g * P_.vHeadStride);
     const float* run = nullptr;
     const float* qC = nullptr;  // the query rows' turn, as queriesFrom() would give it
     const float* qS = nullptr;

@@ -68,6 +68,10 @@ struct KernelOps {
   //   c % 4 == t in increasing order, chain 0 starts from O[r], and O[r] = (0 + 2) + (1 + 3).
   void (*denseTileDim8)(int R, int n, const void* k, const void* v, KVType type, const float* run, const float* qC,
                         const float* qS, const float* Q, int ldq, float* m, float* l, float* O, int ldo);
+
+  // Whether localLogits and accumulateValues take Q8_0 rows themselves (widened to f32 exactly, so
+  // with the f32 rows' bits); otherwise the caller widens them into f32 rows first (loadRows).
+  bool readsQ8;
 };
 
 const KernelOps& portableOps();

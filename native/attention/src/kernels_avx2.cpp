@@ -113,18 +113,29 @@ constexpr int kPrefetchRows = 8;
 
 LMI_AVX2 void loadRows(const void* base, KVType type, int64_t slotStride, int64_t headOff, const int64_t* slots,
                        int n, int D, int Dp, float* dst) {
-  const int64_t elemBytes = type == KVType::F32 ? 4 : 2;
-  const int64_t rowBytes = D * elemBytes;
+  const int64_t rowBytes = kvBytes(type, D);
   for (int r = 0; r < n; r++) {
     float* d = dst + static_cast<int64_t>(r) * Dp;
     const int64_t off = slots[r] * slotStride + headOff;
     if (r + kPrefetchRows < n) {
       // Rows are gathered by slot, a stride apart: start fetching a few rows ahead.
-      const char* next = static_cast<const char*>(base) + (slots[r + kPrefetchRows] * slotStride + headOff) * elemBytes;
+      const char* next = static_cast<const char*>(base) + kvBytes(type, slots[r + kPrefetchRows] * slotStride + headOff);
       for (int64_t b = 0; b < rowBytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
     }
     int i = 0;
-    if (type == KVType::F32) {
+    if (type == KVType::Q8_0) {
+      // d * q is exact in f32 (an 11-bit scale times an 8-bit integer), as in the portable path.
+      const auto* s = static_cast<const uint8_t*>(base) + kvBytes(type, off);
+      for (; i < D; i += kQ8Block, s += kQ8BlockBytes) {
+        uint16_t bits;
+        std::memcpy(&bits, s, 2);
+        const __m256 scale = _mm256_set1_ps(_cvtsh_ss(bits));
+        for (int j = 0; j < kQ8Block; j += 8) {
+          const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 2 + j));
+          _mm256_storeu_ps(d + i + j, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+        }
+      }
+    } else if (type == KVType::F32) {
       const float* s = static_cast<const float*>(base) + off;
       for (; i + 8 <= D; i += 8) _mm256_storeu_ps(d + i, _mm256_loadu_ps(s + i));
       for (; i < D; i++) d[i] = s[i];
@@ -298,13 +309,21 @@ LMI_AVX2 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, f
 // One key at a time: its rows' products accumulate in one register per query row, 16 dims (a unit)
 // at a time, and the four rows' sums come out of one horizontal reduction.
 
-// Eight f16 or f32 elements as floats.
-template <bool F16>
+// Eight elements [i, i + 8) of an f32, f16 or Q8_0 row as floats (i % 8 == 0). Q8_0: d * q, exact
+// in f32 (an 11-bit scale times an 8-bit integer), so what follows is the f32 row's arithmetic.
+template <KVType T>
 LMI_AVX2 inline __m256 load8(const void* row, int i) {
-  if constexpr (F16)
+  if constexpr (T == KVType::Q8_0) {
+    const uint8_t* b = static_cast<const uint8_t*>(row) + (i / kQ8Block) * kQ8BlockBytes;
+    uint16_t bits;
+    std::memcpy(&bits, b, 2);
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + i % kQ8Block));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(_cvtsh_ss(bits)));
+  } else if constexpr (T == KVType::F16) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + i)));
-  else
+  } else {
     return _mm256_loadu_ps(static_cast<const float*>(row) + i);
+  }
 }
 
 // acc[r] += Q[r][i..i+8) * x, r < R.
@@ -315,7 +334,7 @@ LMI_AVX2 inline void dotStep(__m256* acc, const float* Q, int ldq, int i, __m256
     acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(Q + static_cast<int64_t>(r) * ldq + i), x, acc[r]);
 }
 
-template <int R, bool F16>
+template <int R, KVType T>
 LMI_AVX2 void localLogitsRows(int n, const void* const* keys, int D, int rd, RopePairing pairing,
                               const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                               int ldo) {
@@ -329,7 +348,7 @@ LMI_AVX2 void localLogitsRows(int n, const void* const* keys, int D, int rd, Rop
       const float* Cc = C[c];
       const float* Sc = S[c];
       for (int k = 0; k < half; k += 8) {
-        const __m256 a = load8<F16>(key, k), b = load8<F16>(key, k + half);
+        const __m256 a = load8<T>(key, k), b = load8<T>(key, k + half);
         // rotate()'s ya = a c - b s and yb = b c + a s with s = -S, the negation folded in.
         const __m256 cc = _mm256_loadu_ps(Cc + k);
         const __m256 ss = _mm256_loadu_ps(Sc + k);
@@ -341,13 +360,13 @@ LMI_AVX2 void localLogitsRows(int n, const void* const* keys, int D, int rd, Rop
       const float* Cc = C[c];
       const float* Sc = S[c];
       for (int i = 0; i < turned; i += 8) {
-        const __m256 x = load8<F16>(key, i);
+        const __m256 x = load8<T>(key, i);
         const __m256 swapped = _mm256_permute_ps(x, 0xB1);
         dotStep<R>(acc, Q, ldq, i,
                    _mm256_fmadd_ps(x, _mm256_loadu_ps(Cc + i), _mm256_mul_ps(swapped, _mm256_loadu_ps(Sc + i))));
       }
     }
-    for (int i = turned; i < D; i += 8) dotStep<R>(acc, Q, ldq, i, load8<F16>(key, i));
+    for (int i = turned; i < D; i += 8) dotStep<R>(acc, Q, ldq, i, load8<T>(key, i));
     const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
     alignas(16) float sums[4];
     _mm_store_ps(sums, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
@@ -359,7 +378,7 @@ LMI_AVX2 void localLogitsRows(int n, const void* const* keys, int D, int rd, Rop
 // Head dim 8, where a key is one vector: eight keys at a time are converted, turned (Normal pairs
 // over all 8 dims, from lane coefficients) and transposed into dim-major vectors, so that a row's
 // eight logits are eight FMAs instead of eight horizontal sums.
-template <int R, bool F16>
+template <int R, KVType T>
 LMI_AVX2 void localLogitsDim8(int n, const void* const* keys, const float* const* C, const float* const* S,
                               const float* Q, int ldq, float* out, int ldo) {
   for (int c0 = 0; c0 < n; c0 += 8) {
@@ -368,7 +387,7 @@ LMI_AVX2 void localLogitsDim8(int n, const void* const* keys, const float* const
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
       const int key = c0 + (j < m ? j : 0);  // a short last group repeats its first key, not stored
-      const __m256 x = load8<F16>(keys[key], 0);
+      const __m256 x = load8<T>(keys[key], 0);
       k[j] = C == nullptr ? x
                           : _mm256_fmadd_ps(x, _mm256_loadu_ps(C[key]),
                                             _mm256_mul_ps(_mm256_permute_ps(x, 0xB1), _mm256_loadu_ps(S[key])));
@@ -392,35 +411,36 @@ LMI_AVX2 void localLogitsDim8(int n, const void* const* keys, const float* const
   }
 }
 
-template <bool F16>
+template <KVType T>
 LMI_AVX2 void localLogitsType(int R, int n, const void* const* keys, int D, int rd, RopePairing pairing,
                               const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                               int ldo) {
   // At D 8 a rotation covers all 8 dims (rd % 8 == 0) and is Normal (NeoX needs rd % 16 == 0).
   if (D == 8) {
     switch (R) {
-      case 1: return localLogitsDim8<1, F16>(n, keys, C, S, Q, ldq, out, ldo);
-      case 2: return localLogitsDim8<2, F16>(n, keys, C, S, Q, ldq, out, ldo);
-      case 3: return localLogitsDim8<3, F16>(n, keys, C, S, Q, ldq, out, ldo);
-      default: return localLogitsDim8<4, F16>(n, keys, C, S, Q, ldq, out, ldo);
+      case 1: return localLogitsDim8<1, T>(n, keys, C, S, Q, ldq, out, ldo);
+      case 2: return localLogitsDim8<2, T>(n, keys, C, S, Q, ldq, out, ldo);
+      case 3: return localLogitsDim8<3, T>(n, keys, C, S, Q, ldq, out, ldo);
+      default: return localLogitsDim8<4, T>(n, keys, C, S, Q, ldq, out, ldo);
     }
   }
   switch (R) {
-    case 1: localLogitsRows<1, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    case 2: localLogitsRows<2, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    case 3: localLogitsRows<3, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    default: localLogitsRows<4, F16>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 1: localLogitsRows<1, T>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 2: localLogitsRows<2, T>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 3: localLogitsRows<3, T>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    default: localLogitsRows<4, T>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
   }
 }
 
 LMI_AVX2 void localLogits(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
                           const float* const* C, const float* const* S, const float* Q, int ldq, float* out, int ldo) {
-  if (type == KVType::F16) localLogitsType<true>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
-  else localLogitsType<false>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
+  if (type == KVType::Q8_0) localLogitsType<KVType::Q8_0>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
+  else if (type == KVType::F16) localLogitsType<KVType::F16>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
+  else localLogitsType<KVType::F32>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
 }
 
 // Columns [d0, d0 + 8 W) of O for R rows, accumulated over all n values in microKernel's order.
-template <int R, int W, bool F16>
+template <int R, int W, KVType T>
 LMI_AVX2 void accumulateSpan(int n, const void* const* values, int d0, const float* P, int ldp, float* O, int ldo) {
   __m256 acc[R][W];
 #pragma GCC unroll 4
@@ -430,7 +450,7 @@ LMI_AVX2 void accumulateSpan(int n, const void* const* values, int d0, const flo
   for (int c = 0; c < n; c++) {
     __m256 v[W];
 #pragma GCC unroll 2
-    for (int w = 0; w < W; w++) v[w] = load8<F16>(values[c], d0 + 8 * w);
+    for (int w = 0; w < W; w++) v[w] = load8<T>(values[c], d0 + 8 * w);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
       const __m256 p = _mm256_broadcast_ss(P + static_cast<int64_t>(r) * ldp + c);
@@ -445,32 +465,33 @@ LMI_AVX2 void accumulateSpan(int n, const void* const* values, int d0, const flo
 }
 
 // Sixteen columns at a time, and a last eight when D % 16 == 8.
-template <int R, bool F16>
+template <int R, KVType T>
 LMI_AVX2 void accumulateRows(int n, const void* const* values, int D, const float* P, int ldp, float* O, int ldo) {
   int d0 = 0;
-  for (; d0 + 16 <= D; d0 += 16) accumulateSpan<R, 2, F16>(n, values, d0, P, ldp, O, ldo);
-  if (d0 < D) accumulateSpan<R, 1, F16>(n, values, d0, P, ldp, O, ldo);
+  for (; d0 + 16 <= D; d0 += 16) accumulateSpan<R, 2, T>(n, values, d0, P, ldp, O, ldo);
+  if (d0 < D) accumulateSpan<R, 1, T>(n, values, d0, P, ldp, O, ldo);
 }
 
-template <bool F16>
+template <KVType T>
 LMI_AVX2 void accumulateType(int R, int n, const void* const* values, int D, const float* P, int ldp, float* O,
                              int ldo) {
   switch (R) {
-    case 1: accumulateRows<1, F16>(n, values, D, P, ldp, O, ldo); break;
-    case 2: accumulateRows<2, F16>(n, values, D, P, ldp, O, ldo); break;
-    case 3: accumulateRows<3, F16>(n, values, D, P, ldp, O, ldo); break;
-    default: accumulateRows<4, F16>(n, values, D, P, ldp, O, ldo); break;
+    case 1: accumulateRows<1, T>(n, values, D, P, ldp, O, ldo); break;
+    case 2: accumulateRows<2, T>(n, values, D, P, ldp, O, ldo); break;
+    case 3: accumulateRows<3, T>(n, values, D, P, ldp, O, ldo); break;
+    default: accumulateRows<4, T>(n, values, D, P, ldp, O, ldo); break;
   }
 }
 
 LMI_AVX2 void accumulateValues(int R, int n, const void* const* values, KVType type, int D, const float* P, int ldp,
                                float* O, int ldo) {
-  if (type == KVType::F16) accumulateType<true>(R, n, values, D, P, ldp, O, ldo);
-  else accumulateType<false>(R, n, values, D, P, ldp, O, ldo);
+  if (type == KVType::Q8_0) accumulateType<KVType::Q8_0>(R, n, values, D, P, ldp, O, ldo);
+  else if (type == KVType::F16) accumulateType<KVType::F16>(R, n, values, D, P, ldp, O, ldo);
+  else accumulateType<KVType::F32>(R, n, values, D, P, ldp, O, ldo);
 }
 
 const KernelOps kAvx2 = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, localLogits, accumulateValues,
-                          nullptr};
+                          nullptr, true};
 
 }  // namespace
 

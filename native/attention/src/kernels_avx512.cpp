@@ -41,10 +41,23 @@ constexpr int kMaxVec = 16;  // D <= 256: sixteen 16-lane vectors per row
 const KernelOps* gAvx2 = nullptr;
 
 // v[i] = elements [16 i, 16 i + 16) of the row, as floats (NV: see localLogitsRows).
+// Sixteen elements [16 i, 16 i + 16) of a Q8_0 row, as floats: d * q, exact in f32 (an 11-bit
+// scale times an 8-bit integer), so the arithmetic after it is the f32 row's, bit for bit.
+LMI_AVX512 inline __m512 loadQ8(const void* row, int i) {
+  const uint8_t* b = static_cast<const uint8_t*>(row) + (i / 2) * kQ8BlockBytes;
+  uint16_t bits;
+  std::memcpy(&bits, b, 2);
+  const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 + 16 * (i % 2)))));
+  return _mm512_mul_ps(q, _mm512_set1_ps(_cvtsh_ss(bits)));
+}
+
 template <int NV>
 LMI_AVX512 inline void loadRow(const void* row, KVType type, int nv, __m512* v) {
   const int n = NV ? NV : nv;
-  if (type == KVType::F16) {
+  if (type == KVType::Q8_0) {
+#pragma GCC unroll 8
+    for (int i = 0; i < n; i++) v[i] = loadQ8(row, i);
+  } else if (type == KVType::F16) {
     const uint16_t* s = static_cast<const uint16_t*>(row);
 #pragma GCC unroll 8
     for (int i = 0; i < n; i++)
@@ -346,7 +359,7 @@ LMI_AVX512 void accumulateDim8Rows(int R, int n, const void* const* values, cons
 // O[r][d0, d0 + 16 W) += sum over c < n of P[r][c] V_c for r < R: the R x W accumulators stay in
 // registers across the keys (enough independent FMA chains to keep both 512-bit ports busy), and
 // each element takes one FMA per term in c order, as the AVX2 version does.
-template <int R, int W, bool F16>
+template <int R, int W, KVType T>
 LMI_AVX512 void accumulateSpan(int n, const void* const* values, int d0, const float* P, int ldp, float* O,
                                int ldo) {
   __m512 acc[R][W];
@@ -356,7 +369,10 @@ LMI_AVX512 void accumulateSpan(int n, const void* const* values, int d0, const f
     for (int w = 0; w < W; w++) acc[r][w] = _mm512_loadu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 16 * w);
   for (int c = 0; c < n; c++) {
     __m512 v[W];
-    if constexpr (F16) {
+    if constexpr (T == KVType::Q8_0) {
+#pragma GCC unroll 4
+      for (int w = 0; w < W; w++) v[w] = loadQ8(values[c], d0 / 16 + w);
+    } else if constexpr (T == KVType::F16) {
       const uint16_t* s = static_cast<const uint16_t*>(values[c]) + d0;
 #pragma GCC unroll 4
       for (int w = 0; w < W; w++)
@@ -379,26 +395,26 @@ LMI_AVX512 void accumulateSpan(int n, const void* const* values, int d0, const f
     for (int w = 0; w < W; w++) _mm512_storeu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 16 * w, acc[r][w]);
 }
 
-template <int R, bool F16>
+template <int R, KVType T>
 LMI_AVX512 void accumulateRows(int n, const void* const* values, int D, const float* P, int ldp, float* O, int ldo) {
   for (int d0 = 0; d0 < D; d0 += 64) {
     switch ((D - d0) / 16) {
-      case 1: accumulateSpan<R, 1, F16>(n, values, d0, P, ldp, O, ldo); break;
-      case 2: accumulateSpan<R, 2, F16>(n, values, d0, P, ldp, O, ldo); break;
-      case 3: accumulateSpan<R, 3, F16>(n, values, d0, P, ldp, O, ldo); break;
-      default: accumulateSpan<R, 4, F16>(n, values, d0, P, ldp, O, ldo); break;
+      case 1: accumulateSpan<R, 1, T>(n, values, d0, P, ldp, O, ldo); break;
+      case 2: accumulateSpan<R, 2, T>(n, values, d0, P, ldp, O, ldo); break;
+      case 3: accumulateSpan<R, 3, T>(n, values, d0, P, ldp, O, ldo); break;
+      default: accumulateSpan<R, 4, T>(n, values, d0, P, ldp, O, ldo); break;
     }
   }
 }
 
-template <bool F16>
+template <KVType T>
 LMI_AVX512 void accumulateType(int R, int n, const void* const* values, int D, const float* P, int ldp, float* O,
                                int ldo) {
   switch (R) {
-    case 1: accumulateRows<1, F16>(n, values, D, P, ldp, O, ldo); break;
-    case 2: accumulateRows<2, F16>(n, values, D, P, ldp, O, ldo); break;
-    case 3: accumulateRows<3, F16>(n, values, D, P, ldp, O, ldo); break;
-    default: accumulateRows<4, F16>(n, values, D, P, ldp, O, ldo); break;
+    case 1: accumulateRows<1, T>(n, values, D, P, ldp, O, ldo); break;
+    case 2: accumulateRows<2, T>(n, values, D, P, ldp, O, ldo); break;
+    case 3: accumulateRows<3, T>(n, values, D, P, ldp, O, ldo); break;
+    default: accumulateRows<4, T>(n, values, D, P, ldp, O, ldo); break;
   }
 }
 
@@ -410,8 +426,9 @@ LMI_AVX512 void accumulateValues(int R, int n, const void* const* values, KVType
     return;
   }
   if (D % 16 != 0) return gAvx2->accumulateValues(R, n, values, type, D, P, ldp, O, ldo);
-  if (type == KVType::F16) accumulateType<true>(R, n, values, D, P, ldp, O, ldo);
-  else accumulateType<false>(R, n, values, D, P, ldp, O, ldo);
+  if (type == KVType::Q8_0) accumulateType<KVType::Q8_0>(R, n, values, D, P, ldp, O, ldo);
+  else if (type == KVType::F16) accumulateType<KVType::F16>(R, n, values, D, P, ldp, O, ldo);
+  else accumulateType<KVType::F32>(R, n, values, D, P, ldp, O, ldo);
 }
 
 // The dense head-dim-8 decode tile (KernelOps::denseTileDim8), sixteen keys at a time: their rows
@@ -580,10 +597,15 @@ LMI_AVX512 void localLogitsWidth(int R, int n, const void* const* keys, KVType t
   }
 }
 
+// Whether localLogits runs sixteen lanes wide for this shape (otherwise it hands over to AVX2).
+inline bool wideShape(int D, int rd, RopePairing pairing, bool rope) {
+  return D % 16 == 0 && (!rope || rd % (pairing == RopePairing::NeoX ? 32 : 16) == 0);
+}
+
 LMI_AVX512 void localLogits(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
                             const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                             int ldo) {
-  if (D % 16 != 0 || (C != nullptr && rd % (pairing == RopePairing::NeoX ? 32 : 16) != 0))
+  if (!wideShape(D, rd, pairing, C != nullptr))
     return gAvx2->localLogits(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo);
   switch (D) {
     case 64: localLogitsWidth<4>(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;

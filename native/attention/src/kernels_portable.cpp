@@ -43,6 +43,14 @@ void loadRows(const void* base, KVType type, int64_t slotStride, int64_t headOff
     const int64_t off = slots[r] * slotStride + headOff;
     if (type == KVType::F32) {
       std::memcpy(d, static_cast<const float*>(base) + off, sizeof(float) * D);
+    } else if (type == KVType::Q8_0) {
+      const auto* s = static_cast<const uint8_t*>(base) + kvBytes(type, off);
+      for (int b = 0; b < D; b += kQ8Block, s += kQ8BlockBytes) {
+        uint16_t bits;
+        std::memcpy(&bits, s, 2);
+        const float scale = halfToFloat(bits);
+        for (int i = 0; i < kQ8Block; i++) d[b + i] = scale * static_cast<float>(static_cast<int8_t>(s[2 + i]));
+      }
     } else {
       const uint16_t* s = static_cast<const uint16_t*>(base) + off;
       for (int i = 0; i < D; i++) d[i] = halfToFloat(s[i]);
@@ -98,7 +106,7 @@ void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, float* O, 
   }
 }
 
-const KernelOps kPortable = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, nullptr, nullptr, nullptr};
+const KernelOps kPortable = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, nullptr, nullptr, nullptr, false};
 
 }  // namespace
 

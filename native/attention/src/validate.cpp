@@ -29,7 +29,18 @@ void validateShape(const Problem& p, int maxHeadDim) {
       qElems > kMaxElems)
     fail("nQ * nHead * headDim is too large");
   const int64_t kvRow = int64_t(p.nHeadKV) * p.headDim;
-  if (p.kvType != KVType::F32 && p.kvType != KVType::F16) fail("kvType must be F32 or F16");
+  if (p.kvType != KVType::F32 && p.kvType != KVType::F16 && p.kvType != KVType::Q8_0)
+    fail("kvType must be F32, F16 or Q8_0");
+  if (p.kvType == KVType::Q8_0) {
+    // Rows must start at block boundaries: every row offset is a sum of multiples of these.
+    if (p.headDim % kQ8Block != 0)
+      fail("kvType Q8_0 needs headDim to be a multiple of 32 (got " + str(int64_t(p.headDim)) + ")");
+    const int64_t strides[6] = {p.kSlotStride, p.vSlotStride, p.kHeadStride, p.vHeadStride, p.kNewStride, p.vNewStride};
+    const char* names[6] = {"kSlotStride", "vSlotStride", "kHeadStride", "vHeadStride", "kNewStride", "vNewStride"};
+    for (int i = 0; i < 6; i++)
+      if (strides[i] % kQ8Block != 0)
+        fail(std::string("kvType Q8_0 needs ") + names[i] + " to be a multiple of 32 (got " + str(strides[i]) + ")");
+  }
   auto checkStride = [&](int64_t stride, const char* name, int64_t rows) {
     if (stride < 0) fail(std::string(name) + " must be >= 0 (got " + str(stride) + ")");
     if (stride != 0 && stride < kvRow)

@@ -42,13 +42,35 @@ uint16_t floatToHalf(float f) {
   return sign | static_cast<uint16_t>(h);
 }
 
+void quantizeQ8_0(const float* x, int64_t n, uint8_t* out) {
+  for (int64_t b = 0; b < n / 32; b++) {
+    const float* v = x + b * 32;
+    uint8_t* block = out + b * 34;
+    double amax = 0.0;
+    for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(static_cast<double>(v[i])));
+    const float d = static_cast<float>(amax / 127.0);
+    const uint16_t bits = floatToHalf(d);
+    block[0] = static_cast<uint8_t>(bits & 0xff);
+    block[1] = static_cast<uint8_t>(bits >> 8);
+    for (int i = 0; i < 32; i++) {
+      const double q = d == 0.0f ? 0.0 : std::round(static_cast<double>(v[i]) / d);
+      block[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::max(-127.0, std::min(127.0, q))));
+    }
+  }
+}
+
 namespace {
 
 double kvElement(const Problem& p, const void* base, int64_t stride, int64_t headStride, int64_t slot, int kvh,
                  int d) {
   const int64_t at = slot * stride + static_cast<int64_t>(kvh) * headStride + d;
   if (p.kvType == KVType::F32) return static_cast<const float*>(base)[at];
-  return halfToFloat(static_cast<const uint16_t*>(base)[at]);
+  if (p.kvType == KVType::F16) return halfToFloat(static_cast<const uint16_t*>(base)[at]);
+  // Q8_0: block at / 32 is 34 bytes, a little-endian half scale and then 32 signed bytes.
+  const auto* block = static_cast<const uint8_t*>(base) + (at / 32) * 34;
+  const uint16_t scaleBits = static_cast<uint16_t>(block[0] | (block[1] << 8));
+  const int q = static_cast<int8_t>(block[2 + at % 32]);
+  return static_cast<double>(halfToFloat(scaleBits)) * q;
 }
 
 // cos and sin of every pair's angle for relative distance dist, in double.

@@ -24,4 +24,8 @@ Result run(const Problem& p, double tieTolerance = 1e-4);
 float halfToFloat(uint16_t h);
 uint16_t floatToHalf(float f);
 
+// ggml's Q8_0 rounding, written independently of the engine: each run of 32 values becomes a half
+// scale d = max|x| / 127 and the integers round(x / d); n is a multiple of 32.
+void quantizeQ8_0(const float* x, int64_t n, uint8_t* out);
+
 }  // namespace lmi::attn::ref

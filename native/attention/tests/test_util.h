@@ -99,6 +99,7 @@ struct Case {
   float scale = 1.0f;
   std::vector<float> q, kf, vf, slopes, out;
   std::vector<uint16_t> kh, vh;
+  std::vector<uint8_t> kq, vq;  // Q8_0 blocks of kf, vf (whose lengths are then multiples of 32)
   std::vector<int64_t> slotPos, qPos;
   std::string what;
 
@@ -141,6 +142,20 @@ struct Case {
       f.swap(nf);
       if (!nh.empty()) h.swap(nh);
     }
+    quantize();
+  }
+
+  // kq, vq from kf, vf when kvType is Q8_0 (strides and headDim are then multiples of 32, so each
+  // row is whole blocks; padding becomes blocks nobody reads).
+  void quantize() {
+    if (kvType != KVType::Q8_0) return;
+    for (bool value : {false, true}) {
+      std::vector<float>& f = value ? vf : kf;
+      std::vector<uint8_t>& b = value ? vq : kq;
+      f.resize((f.size() + 31) / 32 * 32, 0.0f);
+      b.assign(f.size() / 32 * 34, 0);
+      ref::quantizeQ8_0(f.data(), static_cast<int64_t>(f.size()), b.data());
+    }
   }
 
   // Fills q, k, v with values in [-1, 1] (k and v rounded to f16 when kvType is F16).
@@ -158,6 +173,7 @@ struct Case {
       for (size_t i = 0; i < kn; i++) kh[i] = ref::floatToHalf(kf[i]);
       for (size_t i = 0; i < vn; i++) vh[i] = ref::floatToHalf(vf[i]);
     }
+    quantize();
     if (pe.kind == Encoding::Alibi) {
       slopes.resize(nHead);
       for (int h = 0; h < nHead; h++) slopes[h] = std::pow(2.0f, -8.0f * (h + 1) / nHead);
@@ -173,8 +189,10 @@ struct Case {
     p.headDim = headDim;
     p.nSlot = nSlot();
     p.q = q.data();
-    p.k = kvType == KVType::F16 ? static_cast<const void*>(kh.data()) : kf.data();
-    p.v = kvType == KVType::F16 ? static_cast<const void*>(vh.data()) : vf.data();
+    p.k = kvType == KVType::F16 ? static_cast<const void*>(kh.data())
+          : kvType == KVType::Q8_0 ? static_cast<const void*>(kq.data()) : kf.data();
+    p.v = kvType == KVType::F16 ? static_cast<const void*>(vh.data())
+          : kvType == KVType::Q8_0 ? static_cast<const void*>(vq.data()) : vf.data();
     p.kvType = kvType;
     p.kSlotStride = kStride;
     p.vSlotStride = vStride;

@@ -16,7 +16,23 @@ class InvalidArgument : public std::invalid_argument {
   explicit InvalidArgument(const std::string& what) : std::invalid_argument(what) {}
 };
 
-enum class KVType : int { F32 = 0, F16 = 1 };
+// Element types of K/V rows. Q8_0 is ggml's 8-bit block: each run of 32 consecutive elements of a
+// row is 34 bytes, an IEEE half scale d followed by 32 int8 q, and element i is d * q[i]. With
+// Q8_0, headDim and every stride are multiples of 32 elements, so that rows start at blocks.
+enum class KVType : int { F32 = 0, F16 = 1, Q8_0 = 8 };
+
+constexpr int kQ8Block = 32;       // elements per Q8_0 block
+constexpr int kQ8BlockBytes = 34;  // bytes per Q8_0 block
+
+// Bytes taken by `elements` consecutive elements of type t (a multiple of 32 for Q8_0): the byte
+// offset of element index `elements` from its row's or cache's start.
+inline int64_t kvBytes(KVType t, int64_t elements) {
+  switch (t) {
+    case KVType::F32: return elements * 4;
+    case KVType::F16: return elements * 2;
+    default: return elements / kQ8Block * kQ8BlockBytes;
+  }
+}
 
 // How pairs of dimensions are rotated by RoPE.
 //   Normal: (x[2k], x[2k+1])               (LLaMA GGUF, GPT-J; llama.cpp rope mode 0)

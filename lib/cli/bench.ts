@@ -10,6 +10,7 @@ import { loadModel } from '../model';
 import { writeVegaLiteSvg, type VegaLiteSpec } from '../report/plot';
 import { choiceList, formatTable, intIn, parseSize, parseSizeList } from './eval-options';
 import { type GpuFlag, gpuFlag, gpuFromFlag } from './session-flags';
+import { KV_CACHE_TYPES, type KvCacheType } from '../session/options';
 
 interface BenchCliOptions {
   positions: number[];
@@ -23,7 +24,7 @@ interface BenchCliOptions {
   topK?: number;
   topKFromLayer?: number;
   topKInsertAt?: number;
-  kvType: 'f16' | 'f32';
+  kvType: KvCacheType;
   threads?: number;
   gpu?: GpuFlag;
   seed: number;
@@ -51,7 +52,7 @@ export function registerBench(program: Command): void {
     .option('--top-k <k>', 'lambda-topk: middle keys kept per query and head (default 5)', intIn(1, 2 ** 31 - 1))
     .option('--top-k-from-layer <l>', 'lambda-topk: first layer with top-k (default min(4, layers - 1))', intIn(0, 100_000))
     .option('--top-k-insert-at <d>', 'lambda-topk: distance the kept middle keys are attended at (default nLocal / 2)', intIn(0, 2 ** 31 - 1))
-    .addOption(new Option('--kv-type <type>', 'K/V storage').choices(['f16', 'f32']).default('f16'))
+    .addOption(new Option('--kv-type <type>', 'K/V storage').choices(KV_CACHE_TYPES).default('f16'))
     .option('--threads <n>', 'compute threads (default: about the physical cores)', intIn(1, 1024))
     .addOption(gpuFlag())
     .option('--seed <n>', 'seed of the (pseudo-random) token stream', intIn(0, 2 ** 32 - 1), 1)

@@ -3,6 +3,7 @@
  * text table and the SVG plot (vega-lite, rendered headless).
  */
 import { InvalidArgumentError as UsageError } from 'commander';
+import type { KvCacheType } from '../session/options';
 
 /** One bucket of positions [start, end) of the stream; end is the stream length for the last one. */
 export interface Bucket {
@@ -27,7 +28,7 @@ export interface ModeResult {
   mode: 'lambda' | 'vanilla';
   /** Λ settings, or 'vanilla'. */
   attention: { nGlobal: number; nLocal: number; limitDistance: number } | 'vanilla';
-  kvType: 'f16' | 'f32';
+  kvType: KvCacheType;
   /** Tokens of the stream evaluated (BOS included): vanilla stops at --vanilla-max. */
   tokens: number;
   /** Tokens scored: tokens - 1 (the first token has no prediction). */

@@ -10,6 +10,7 @@ import { type Command, InvalidArgumentError as UsageError, Option } from 'comman
 import { loadModel } from '../model';
 import { createHandler } from '../serve';
 import type { LambdaAttentionOptions } from '../session';
+import { KV_CACHE_TYPES, type KvCacheType } from '../session/options';
 import { type GpuFlag, gpuFlag, gpuFromFlag } from './session-flags';
 
 /** An integer in [min, max]. */
@@ -54,7 +55,7 @@ interface ServeFlags {
   nGlobal?: number;
   nLocal?: number;
   limitDistance?: number;
-  kvType: 'f16' | 'f32';
+  kvType: KvCacheType;
   chunkSize: number;
   sessionTtl: number;
   maxSessions: number;
@@ -85,7 +86,7 @@ export function registerServe(program: Command): void {
     .option('--n-global <n>', 'Λ: pinned tokens at the start of each session (default 10)', int(0))
     .option('--n-local <n>', "Λ: local window (default: the model's training length)", int(1))
     .option('--limit-distance <n>', 'Λ: distance cap of the global branch (default: n-local)', int(0))
-    .addOption(new Option('--kv-type <type>', 'K/V storage').choices(['f16', 'f32']).default('f16'))
+    .addOption(new Option('--kv-type <type>', 'K/V storage').choices(KV_CACHE_TYPES).default('f16'))
     .option('--chunk-size <n>', 'prompt tokens per forward pass and session (smaller: fairer interleaving)', int(1, 8192), 128)
     .option('--session-ttl <duration>', 'dispose a persistent session idle this long', parseDuration, 600_000)
     .option('--max-sessions <n>', 'sessions alive at once, persistent and one-off (429 beyond)', int(1), 64)

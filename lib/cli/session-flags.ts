@@ -9,7 +9,7 @@ import { type Command, InvalidArgumentError as UsageError, Option } from 'comman
 
 import { InvalidArgumentError } from '../errors';
 import type { GpuOption } from '../model';
-import type { LambdaAttentionOptions, SessionOptions } from '../session/options';
+import { KV_CACHE_TYPES, type KvCacheType, type LambdaAttentionOptions, type SessionOptions } from '../session/options';
 
 const INT_MAX = 2 ** 31 - 1;
 
@@ -79,7 +79,7 @@ export interface SessionFlags {
   nGlobal?: number;
   nLocal?: number;
   limitDistance?: number;
-  kvType?: 'f16' | 'f32';
+  kvType?: KvCacheType;
   threads?: number;
   gpu?: GpuFlag;
 }
@@ -95,7 +95,7 @@ export function addSessionFlags(cmd: Command, withAttention: boolean): Command {
     .option('--n-global <n>', 'Λ: pinned tokens at the start of the stream (default 10)', parseIntFlag(0))
     .option('--n-local <n>', "Λ: local window (default: the model's training length)", parseIntFlag(1))
     .option('--limit-distance <n>', 'Λ: distance cap of the global branch (default: n-local)', parseIntFlag(0))
-    .addOption(new Option('--kv-type <type>', 'K/V storage type (default f16)').choices(['f16', 'f32']))
+    .addOption(new Option('--kv-type <type>', 'K/V storage type (default f16)').choices(KV_CACHE_TYPES))
     .option('--threads <n>', 'compute threads (default: about the number of physical cores)', parseIntFlag(1, 1024))
     .addOption(gpuFlag());
 }

@@ -24,7 +24,7 @@
 import { InvalidArgumentError } from '../errors';
 import type { Model } from '../model/model';
 import { Prng } from '../sampling/prng';
-import type { LambdaAttentionOptions, SessionOptions } from '../session/options';
+import type { KvCacheType, LambdaAttentionOptions, SessionOptions } from '../session/options';
 import type { Session } from '../session/session';
 
 export type BenchModeName = 'lambda' | 'vanilla' | 'lambda-topk';
@@ -44,7 +44,7 @@ export interface BenchOptions {
   lambda?: Omit<LambdaAttentionOptions, 'topK'>;
   /** lambda-topk settings; the archive is sized for the whole run. */
   topK?: { k?: number; fromLayer?: number; insertAt?: number };
-  kvType?: 'f16' | 'f32';
+  kvType?: KvCacheType;
   threads?: number;
   /** Seed of the token stream. Default 1. */
   seed?: number;
@@ -104,7 +104,7 @@ export interface BenchReport {
     decodeTokens: number;
     chunkSize: number;
     vanillaMaxContext: number;
-    kvType: 'f16' | 'f32';
+    kvType: KvCacheType;
     threads: number;
     seed: number;
   };

@@ -149,13 +149,20 @@ export interface NativeModelSpec {
 
 export type NativeDevice = 'cpu' | 'gpu';
 
+/**
+ * How a session's K/V cache stores its rows: IEEE half, float, or ggml's 8-bit Q8_0 blocks (32
+ * values share one half scale; 34 bytes per 32 values, so about half of f16's memory and
+ * bandwidth). q8_0 needs a head dimension that is a multiple of 32 and runs on the CPU only.
+ */
+export type KvCacheType = 'f16' | 'f32' | 'q8_0';
+
 export interface NativeContextOptions {
   /** Slots of the ring-buffer cache (nGlobal + nLocal, or the vanilla maximum). */
   nSlot: number;
   /** Extra archive slots for layers >= topKFromLayer (top-k middle attention); 0 when top-k is off. */
   nArchive: number;
   topKFromLayer: number;
-  kvType: 'f16' | 'f32';
+  kvType: KvCacheType;
   /** Largest number of tokens one eval() may carry. */
   maxBatch: number;
   threads: number;

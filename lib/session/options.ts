@@ -1,7 +1,12 @@
 /** Session, operation and generation options: checks (InvalidArgumentError naming the option) and defaults. */
 import { InvalidArgumentError } from '../errors';
 import type { KvCacheOptions } from '../cache/kv-cache';
-import type { NativeContext, NativeEvalBatch, NativeModel } from '../native/types';
+import type { KvCacheType, NativeContext, NativeEvalBatch, NativeModel } from '../native/types';
+
+export type { KvCacheType } from '../native/types';
+
+/** Every K/V cache type, in the order the CLI lists them. */
+export const KV_CACHE_TYPES: readonly KvCacheType[] = ['f16', 'f32', 'q8_0'];
 import { MAX_PENALTY_WINDOW, type ResolvedSamplingOptions, type SamplingOptions, resolveSamplingOptions } from '../sampling/sampler';
 
 /** The largest chunkSize: tokens per native eval call. */
@@ -43,8 +48,8 @@ export interface SessionEvaluator {
 export interface SessionOptions {
   /** 'vanilla' (plain causal attention over the whole history) or Λ attention. Default Λ with the defaults above. */
   attention?: 'vanilla' | LambdaAttentionOptions;
-  /** K/V storage. Default 'f16'. */
-  kvType?: 'f16' | 'f32';
+  /** K/V storage (see KvCacheType). Default 'f16'. */
+  kvType?: KvCacheType;
   /**
    * Tokens per native eval call during prefill and scoring. Default 512, at most MAX_BATCH; Λ
    * attention uses at most nLocal (a chunk is attended, then written over the ring's oldest keys).
@@ -62,7 +67,7 @@ export interface ResolvedSessionOptions {
   attention:
     | 'vanilla'
     | { nGlobal: number; nLocal: number; limitDistance: number; topK?: { k: number; fromLayer: number; insertAt: number; maxArchive: number } };
-  kvType: 'f16' | 'f32';
+  kvType: KvCacheType;
   chunkSize: number;
   maxContext?: number;
   threads: number;
@@ -109,8 +114,8 @@ export function resolveSessionOptions(options: SessionOptions | undefined, model
   if (ev !== undefined && (typeof ev !== 'object' || ev === null || typeof (ev as SessionEvaluator).eval !== 'function'))
     fail('evaluator must be an object with an eval(request) method');
   const evaluator = ev !== undefined ? { evaluator: ev as SessionEvaluator } : {};
-  const kvType = o.kvType ?? 'f16';
-  if (kvType !== 'f16' && kvType !== 'f32') fail(`kvType must be 'f16' or 'f32', got ${String(kvType)}`);
+  const kvType = (o.kvType ?? 'f16') as KvCacheType;
+  if (!KV_CACHE_TYPES.includes(kvType as KvCacheType)) fail(`kvType must be 'f16', 'f32' or 'q8_0', got ${String(kvType)}`);
   const chunkSize = intOption(o.chunkSize, 'chunkSize', 1, MAX_BATCH, 512);
   const threads = intOption(o.threads, 'threads', 1, 1024, model.defaultThreads);
   const att = o.attention ?? {};

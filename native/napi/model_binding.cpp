@@ -167,8 +167,8 @@ eng::ContextOptions parseContextOptions(const Napi::Object& o) {
   c.nArchive = requireInteger(o, "nArchive", 0, int64_t(1) << 31);
   c.topKFromLayer = requireInteger(o, "topKFromLayer", 0, int64_t(1) << 20);
   const std::string kv = requireString(o, "kvType");
-  if (kv != "f16" && kv != "f32") throw ArgError("'kvType' must be 'f16' or 'f32'");
-  c.kvType = kv == "f16" ? attn::KVType::F16 : attn::KVType::F32;
+  if (kv != "f16" && kv != "f32" && kv != "q8_0") throw ArgError("'kvType' must be 'f16', 'f32' or 'q8_0'");
+  c.kvType = kv == "f16" ? attn::KVType::F16 : kv == "q8_0" ? attn::KVType::Q8_0 : attn::KVType::F32;
   c.maxBatch = requireInteger(o, "maxBatch", 1, int64_t(1) << 16);
   c.threads = static_cast<int>(requireInteger(o, "threads", 1, 1024));
   if (!o.Get("segmented").IsUndefined()) c.segmented = requireBool(o, "segmented");  // testing knob

@@ -2,7 +2,7 @@
  * Token streams through one native context, for tests that run the same stream under two engine
  * configurations and compare the logits (segmented vs single graph, head-major vs slot-major K/V).
  */
-import type { NativeContextOptions, NativeEvalBatch, NativeModel } from '../../lib/native/types';
+import type { KvCacheType, NativeContextOptions, NativeEvalBatch, NativeModel } from '../../lib/native/types';
 import { randomTokens } from '../reference-forward/compare';
 import { SlotTable, type Mask } from './spec-from-gguf';
 
@@ -12,7 +12,7 @@ export interface StreamOptions {
   chunks: number[];
   nGlobal: number;
   nLocal: number;
-  kvType: 'f16' | 'f32';
+  kvType: KvCacheType;
   /** Logits modes, cycled per eval. */
   modes: NativeEvalBatch['logits'][];
   topK?: { k: number; insertAt: number; fromLayer: number };

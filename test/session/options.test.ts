@@ -17,6 +17,8 @@ describe('session options', () => {
     const t = model.createSession({ attention: { nLocal: 9, topK: { maxArchive: 100 } }, threads: 3, kvType: 'f32' });
     expect(t.options.attention).toEqual({ nGlobal: 10, nLocal: 9, limitDistance: 9, topK: { k: 5, fromLayer: 4, insertAt: 4, maxArchive: 100 } });
     expect(native.contexts[2].options).toEqual({ nSlot: 10 + 9, nArchive: 100, topKFromLayer: 4, kvType: 'f32', maxBatch: 9, threads: 3 });
+    expect(model.createSession({ kvType: 'q8_0' }).options.kvType).toBe('q8_0');
+    expect(native.contexts[3].options).toMatchObject({ kvType: 'q8_0' });
   });
 
   test('a training length too long for a ring by default is refused with a typed error naming the option', () => {
@@ -42,7 +44,7 @@ describe('session options', () => {
     [{ chunkSize: 0 }, /chunkSize/],
     [{ chunkSize: 100000 }, /chunkSize/],
     [{ chunkSize: NaN }, /chunkSize/],
-    [{ kvType: 'q8_0' }, /kvType/],
+    [{ kvType: 'q4_0' }, /kvType must be 'f16', 'f32' or 'q8_0'/],
     [{ threads: 0 }, /threads/],
     [{ maxContext: 100 }, /maxContext applies to attention: 'vanilla' only/],
     [{ attention: 'vanilla', maxContext: 0 }, /maxContext/],

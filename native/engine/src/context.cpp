@@ -88,7 +88,14 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
   if (o.maxBatch < 1 || o.maxBatch > kMaxBatch)
     invalid("maxBatch = " + std::to_string(o.maxBatch) + " is outside [1, " + std::to_string(kMaxBatch) + "]");
   if (o.threads < 1 || o.threads > 1024) invalid("threads = " + std::to_string(o.threads) + " is outside [1, 1024]");
-  if (o.kvType != attn::KVType::F16 && o.kvType != attn::KVType::F32) invalid("kvType must be f16 or f32");
+  if (o.kvType != attn::KVType::F16 && o.kvType != attn::KVType::F32 && o.kvType != attn::KVType::Q8_0)
+    invalid("kvType must be f16, f32 or q8_0");
+  if (o.kvType == attn::KVType::Q8_0) {
+    if (hp.headDim % attn::kQ8Block != 0)
+      invalid("kvType q8_0 needs a head dimension that is a multiple of 32; this model's is " +
+              std::to_string(hp.headDim) + " (use f16)");
+    if (model->device == Device::Gpu) invalid("kvType q8_0 is CPU-only: the CUDA kernels read f16 or f32 K/V");
+  }
   c.model = std::move(model);
   c.opt = o;
   c.nSlotArchive = o.nSlot + o.nArchive;
@@ -109,10 +116,12 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
   const bool headMajor = o.headMajorKV && !gpu;
   const int64_t nLayer = hp.nLayer;
   const int64_t rowLen = hp.nHeadKV * hp.headDim;
-  const ggml_type kvType = o.kvType == attn::KVType::F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+  const ggml_type kvType = o.kvType == attn::KVType::F16    ? GGML_TYPE_F16
+                           : o.kvType == attn::KVType::Q8_0 ? GGML_TYPE_Q8_0
+                                                            : GGML_TYPE_F32;
   {
     const double bytes = 2.0 * static_cast<double>(nLayer) * static_cast<double>(c.nSlotArchive) *
-                         static_cast<double>(rowLen) * (kvType == GGML_TYPE_F16 ? 2 : 4);
+                         static_cast<double>(attn::kvBytes(o.kvType, rowLen));
     if (bytes > 1.0e15) invalid("K/V memory of " + std::to_string(bytes) + " bytes is not allocatable");
   }
   ggml_init_params params{};

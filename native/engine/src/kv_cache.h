@@ -33,9 +33,11 @@ inline void setCacheStrides(attn::Problem& p, const ggml_tensor* k, const ggml_t
   int64_t* slot[2] = {&p.kSlotStride, &p.vSlotStride};
   int64_t* head[2] = {&p.kHeadStride, &p.vHeadStride};
   for (int i = 0; i < 2; i++) {
-    const size_t elem = ggml_type_size(t[i]->type);
-    *slot[i] = static_cast<int64_t>(t[i]->nb[1] / elem);
-    *head[i] = t[i]->ne[2] > 1 ? static_cast<int64_t>(t[i]->nb[2] / elem) : 0;
+    // Bytes to elements; a quantized type's bytes come in blocks of ggml_blck_size elements.
+    const size_t unit = ggml_type_size(t[i]->type);
+    const int64_t per = ggml_blck_size(t[i]->type);
+    *slot[i] = static_cast<int64_t>(t[i]->nb[1] / unit) * per;
+    *head[i] = t[i]->ne[2] > 1 ? static_cast<int64_t>(t[i]->nb[2] / unit) * per : 0;
   }
 }
 

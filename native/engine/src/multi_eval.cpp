@@ -129,6 +129,13 @@ struct MultiEval::Impl {
 
 namespace {
 
+// The rounding set_rows applies when it writes these rows into a q8_0 cache, so that the batch
+// attends the very blocks the cache will hold.
+void quantizeQ8(const float* src, void* to, int64_t n) {
+  static const ggml_from_float_t fromFloat = ggml_get_type_traits_cpu(GGML_TYPE_Q8_0)->from_float;
+  fromFloat(src, to, n);
+}
+
 // The steps at the top of the file. Called on each of nth threads.
 void multiAttentionOp(ggml_tensor* dst, int ith, int nth, void* userdata) {
   auto* op = static_cast<MultiLayerOp*>(userdata);
@@ -154,6 +161,7 @@ void multiAttentionOp(ggml_tensor* dst, int ith, int nth, void* userdata) {
         const auto* src = reinterpret_cast<const float*>(static_cast<const uint8_t*>(staged[kv]->data) + t * staged[kv]->nb[1]);
         uint8_t* to = rows[kv]->data() + static_cast<size_t>(i) * rowBytes;
         if (c->opt.kvType == attn::KVType::F16) ggml_fp32_to_fp16_row(src, reinterpret_cast<ggml_fp16_t*>(to), rowLen);
+        else if (c->opt.kvType == attn::KVType::Q8_0) quantizeQ8(src, to, rowLen);
         else std::memcpy(to, src, rowBytes);
       }
     }

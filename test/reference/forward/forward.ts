@@ -15,11 +15,11 @@
  * K/V are kept for every token seen (no eviction: the mask decides what each query sees), so a state
  * can be fed a sequence in one call or in pieces with identical results.
  */
-import type { GgufFile } from '../../../lib/gguf';
+import { GgmlType, type GgufFile } from '../../../lib/gguf';
 import type { LambdaMask } from '../../../lib/attention/rule';
 import { floatToHalfBits, halfBitsToFloat } from '../../../lib/util/half';
 import { referenceAttention, type ReferenceProblem } from '../attention-reference';
-import { QK } from './blocks';
+import { dequantize, QK, quantize } from './blocks';
 import { ggmlCpuGelu, roundActivations } from './ggml-cpu';
 import { loadWeights, readHparams, type Matrix, type ReferenceHparams, type ReferenceWeights } from './model';
 
@@ -39,8 +39,12 @@ export interface ReferenceForwardOptions {
   attention?: 'vanilla' | 'lambda' | ReferenceLambdaOptions;
   /** Absolute position of the first token of the stream (the mask's origin). Default 0. */
   startPosition?: number;
-  /** 'f16': round K (unrotated) and V to binary16 before attention, like an f16 cache of unrotated keys. Default 'f32' (no rounding). */
-  kvType?: 'f32' | 'f16';
+  /**
+   * 'f16': round K (unrotated) and V to binary16 before attention, like an f16 cache of unrotated
+   * keys; 'q8_0': round each token's K and V row through Q8_0 blocks (ggml's reference rounding;
+   * headDim a multiple of 32). Default 'f32' (no rounding).
+   */
+  kvType?: 'f32' | 'f16' | 'q8_0';
   /**
    * Add the roundings of ggml's CPU backend (ggml-cpu.ts: quantized matmul activations, f16-table
    * GELU) to the exact math, to compare with llama.cpp tightly. Default false: exact math.
@@ -56,7 +60,7 @@ export interface ResolvedAttention {
 
 export interface ReferenceState {
   readonly attention: ResolvedAttention;
-  readonly kvType: 'f32' | 'f16';
+  readonly kvType: 'f32' | 'f16' | 'q8_0';
   readonly emulateGgmlCpu: boolean;
   /** Absolute position of every token fed so far. */
   readonly positions: number[];
@@ -202,9 +206,10 @@ export class ReferenceModel {
           vi = mv(L.wv!, h, L.bv);
         }
         const round = state.kvType === 'f16' ? roundHalf : (x: number) => x;
+        const blocks = (row: Float64Array) => dequantize(GgmlType.Q8_0, quantize(GgmlType.Q8_0, row), row.length);
         q.push(...qi);
-        for (const x of ki) state.k[l].push(round(x));
-        for (const x of vi) state.v[l].push(round(x));
+        for (const x of state.kvType === 'q8_0' ? blocks(ki) : ki) state.k[l].push(round(x));
+        for (const x of state.kvType === 'q8_0' ? blocks(vi) : vi) state.v[l].push(round(x));
       }
 
       const slotPos = [...state.positions, ...pos];

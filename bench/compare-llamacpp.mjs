@@ -6,7 +6,8 @@
 //
 //   npm run build && npx sucrase-node bench/compare/make-models.ts      (the synthetic ~91M models)
 //   node bench/compare-llamacpp.mjs [--threads N] [--reps 3] [--models stories,F16,Q8_0,Q4_0]
-//        [--long stories,Q4_0] [--long-reps 1] [--flat-reps 3] [--flat-only] [--json out.json] [--write]
+//        [--long stories,Q4_0] [--long-reps 1] [--flat-reps 3] [--flat-only] [--kv-type f16|q8_0]
+//        [--json out.json] [--write]
 //
 // Scenarios
 //   window  inside the training window (context <= 2k): prefill a 1,024-token prompt, decode 64
@@ -22,6 +23,9 @@
 //           centred on the position (the near session's window spans ~830 to ~1,220 keys), in
 //           --flat-reps processes (3); the median of all rounds' 32k / 1k rate ratios. Run for the
 //           --long models; --flat-only runs nothing else.
+// K/V cache: f16 for both engines (the default), or with --kv-type q8_0 ggml's 8-bit Q8_0 blocks for
+// both (llama.cpp: experimentalKvCacheKeyType / ValueType; it quantizes a V cache only with flash
+// attention, so its flash-attention-off runs are skipped and FA on is the baseline).
 // Decode rates are tokens / total time of greedy decoding (the median step was used until
 // lm-infinite began handing out several tokens per native call); prefill rates are prompt tokens / time. --write appends a section to
 // bench/RESULTS.md.
@@ -60,6 +64,8 @@ const threads = Number(arg('threads', String(physicalCores())));
 const reps = Number(arg('reps', '3'));
 const longReps = Number(arg('long-reps', '1'));
 const flatOnly = process.argv.includes('--flat-only');
+const kvType = arg('kv-type', 'f16');
+if (kvType !== 'f16' && kvType !== 'q8_0') throw new Error(`--kv-type must be f16 or q8_0, got ${kvType}`);
 const wanted = flatOnly ? [] : arg('models', 'stories,F16,Q8_0,Q4_0').split(',').filter(Boolean);
 const longWanted = arg('long', 'stories,Q4_0').split(',').filter(Boolean);
 const NVOCAB = 512; // every compared model carries the stories260K vocabulary
@@ -101,18 +107,18 @@ const longPlan = (withFar) => [
 ];
 const LAMBDA = { nGlobal: 10, nLocal: 2048, limitDistance: 2048 };
 
-const ours = (model, plan) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, seed: 1, plan });
+const ours = (model, plan) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, kvType, seed: 1, plan });
 const FLAT = { near: 1024, far: 32768, tokens: 64, rounds: 6 };
 const flatReps = Number(arg('flat-reps', '3'));
-const oursFlat = (model) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, seed: 1, flat: FLAT });
+const oursFlat = (model) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, kvType, seed: 1, flat: FLAT });
 const theirs = (model, plan, contextSize, flashAttention) =>
-  runWorker('worker-llamacpp.mjs', { model: model.path, threads, nVocab: NVOCAB, contextSize, batchSize: 512, flashAttention, seed: 1, plan });
+  runWorker('worker-llamacpp.mjs', { model: model.path, threads, nVocab: NVOCAB, contextSize, batchSize: 512, flashAttention, kvType, seed: 1, plan });
 
 const byLabel = (result) => Object.fromEntries(result.phases.filter((p) => p.label).map((p) => [p.label, p]));
 const log = (s) => process.stderr.write(`${s}\n`);
 
 const all = models();
-const report = { schema: 'lm-infinite/compare-llamacpp@1', date: new Date().toISOString(), threads, reps, cpu: os.cpus()[0]?.model, window: {}, long: {} };
+const report = { schema: 'lm-infinite/compare-llamacpp@1', date: new Date().toISOString(), threads, kvType, reps, cpu: os.cpus()[0]?.model, window: {}, long: {} };
 
 for (const key of wanted) {
   const model = all[key];
@@ -121,7 +127,7 @@ for (const key of wanted) {
   for (let r = 0; r < reps; r++) {
     runs.lmi.push(ours(model, WINDOW_PLAN));
     runs.llamaFa.push(theirs(model, WINDOW_PLAN, 4096, 'auto'));
-    runs.llamaNoFa.push(theirs(model, WINDOW_PLAN, 4096, false));
+    if (kvType === 'f16') runs.llamaNoFa.push(theirs(model, WINDOW_PLAN, 4096, false));
     log(`${model.name} window rep ${r + 1}/${reps} done`);
   }
   const metrics = {};
@@ -129,7 +135,7 @@ for (const key of wanted) {
     const a = runs.lmi.map((x) => byLabel(x)[label].tokensPerSecond);
     const b = runs.llamaFa.map((x) => byLabel(x)[label].tokensPerSecond);
     const c = runs.llamaNoFa.map((x) => byLabel(x)[label].tokensPerSecond);
-    const best = b.map((v, i) => Math.max(v, c[i]));
+    const best = b.map((v, i) => Math.max(v, c[i] ?? 0));
     metrics[label] = { lmi: median(a), llamaFa: median(b), llamaNoFa: median(c), ratio: median(a.map((v, i) => v / best[i])) };
   }
   // The layers above the engine (JS session, sampling, N-API, worker-thread hand-off): decode wall

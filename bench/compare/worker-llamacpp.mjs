@@ -18,6 +18,7 @@ const context = await model.createContext({
   batchSize: job.batchSize,
   threads: { ideal: job.threads, min: job.threads },
   flashAttention: job.flashAttention ?? "auto",
+  ...(job.kvType === 'q8_0' ? { experimentalKvCacheKeyType: 'Q8_0', experimentalKvCacheValueType: 'Q8_0' } : {}),
 });
 if (context.contextSize < job.contextSize) throw new Error(`llama.cpp made a context of ${context.contextSize} cells, not ${job.contextSize}`);
 const sequence = context.getSequence({ contextShift: { size: 0 } });

@@ -21,6 +21,7 @@ const sessionOptions = () => ({
   attention: job.attention,
   chunkSize: job.chunkSize,
   threads: job.threads,
+  ...(job.kvType ? { kvType: job.kvType } : {}),
   ...(job.attention === 'vanilla' ? { maxContext: job.maxContext } : {}),
 });
 let session = model.createSession(sessionOptions());

@@ -6,7 +6,8 @@
  *   matches the unrounded (f32-cache) reference, so the cache really holds 8-bit rows and attends
  *   exactly what they stand for. Vanilla, and Λ with a wrapping window.
  * - Head-major and slot-major caches give the same bits (prefill chunks and decode steps through a
- *   wrapping ring, the segmented pass, evalMany).
+ *   wrapping ring, the segmented pass), and so do the segmented pass and the single graph; evalMany
+ *   agrees with a sequence's own context.
  * - Memory: 34/64 of an f16 cache.
  * - Models whose head dimension is not a multiple of 32 are refused with a typed error.
  */
@@ -97,13 +98,17 @@ describe("kvType 'q8_0'", () => {
     expect(f32.max).toBeLessThan(1e-3);
   });
 
-  test('head-major and slot-major caches agree bit for bit: ring, segmented pass, evalMany', async () => {
+  test('head-major == slot-major and segmented == single graph, bit for bit; evalMany', async () => {
     const ring = { nGlobal: 4, nLocal: 24, seed: 3, total: 160, chunks: [30, 1, 1, 7, 1, 12], kvType: 'q8_0' as const };
+    const heads: Float32Array[][] = [];
     for (const extra of [{}, { segmented: true }]) {
       const head = await stream(model, { ...ring, modes: ['all', 'last'] }, extra);
       const slot = await stream(model, { ...ring, modes: ['all', 'last'] }, { ...extra, slotMajorKV: true });
       expectIdentical(`ring ${JSON.stringify(extra)}`, head, slot);
+      heads.push(head);
     }
+    // The segmented pass quantizes its rows with the same ggml row function as the single graph.
+    expectIdentical('segmented vs single graph', heads[0], heads[1]);
     // evalMany converts and writes each sequence's rows itself.
     const opts = { nSlot: 28, nArchive: 0, topKFromLayer: 0, kvType: 'q8_0' as const, maxBatch: 8, threads: 2 };
     const mask: Mask = { lambda: true, origin: 0, nGlobal: 4, nLocal: 24, limitDistance: 24 };

@@ -186,6 +186,27 @@ int main() {
     }
   }
 
+  {
+    // Q8_0 K/V: the CPU kernel takes it, the CUDA entry point refuses it by name.
+    Case c = baseCase();
+    c.headDim = 32;
+    c.kvType = KVType::Q8_0;
+    Rng rng(7);
+    c.fill(rng);
+    Problem p = c.problem();
+    try {
+      validate(p);
+    } catch (const std::exception& e) {
+      LMI_CHECK(false, "Q8_0 K/V rejected: %s", e.what());
+    }
+    try {
+      cuda::validateShape(p);
+      LMI_CHECK(false, "cuda::validateShape accepted Q8_0 K/V");
+    } catch (const InvalidArgument& e) {
+      LMI_CHECK(std::string(e.what()).find("Q8_0") != std::string::npos, "message: %s", e.what());
+    }
+  }
+
   // runPartition checks its own ith / nth.
   for (auto [ith, nth] : {std::pair{0, 0}, std::pair{-1, 2}, std::pair{2, 2}}) {
     Case c = baseCase();

@@ -100,9 +100,15 @@ LMI_AVX512 inline void turnBack(__m512* v, int nv, int rd, RopePairing pairing, 
     return;
   }
   const int h = rd / 32;  // vectors in each half
-  if (NV != 0 && 2 * h == n) {
-#pragma GCC unroll 4
-    for (int i = 0; i < n / 2; i++) turnNeoX(v[i], v[i + n / 2], C + 16 * i, S + 16 * i);
+  if constexpr (NV != 0) {
+    // Every index a constant, so that v stays in registers (a variable index would put the whole
+    // array in memory, for every pairing).
+#pragma GCC unroll 8
+    for (int H = 1; H <= NV / 2; H++)
+      if (H == h) {
+#pragma GCC unroll 8
+        for (int i = 0; i < H; i++) turnNeoX(v[i], v[i + H], C + 16 * i, S + 16 * i);
+      }
     return;
   }
   for (int i = 0; i < h; i++) turnNeoX(v[i], v[i + h], C + 16 * i, S + 16 * i);

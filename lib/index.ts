@@ -7,12 +7,13 @@ export { systemInfo } from './system';
 export type { NativeSystemInfo as SystemInfo } from './native/types';
 export { loadModel, Model, SUPPORTED_ARCHITECTURES } from './model';
 export type { GpuOption, LoadModelOptions, ModelInfo } from './model';
-export { Session, MAX_BATCH } from './session';
+export { Session, MAX_BATCH, KV_CACHE_TYPES } from './session';
 export type {
   AppendResult,
   GenerateOptions,
   GenerateResult,
   GeneratedPiece,
+  KvCacheType,
   LambdaAttentionOptions,
   OperationOptions,
   Progress,

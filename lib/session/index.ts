@@ -8,8 +8,10 @@ export {
   type TextOrTokens,
 } from './session';
 export {
+  KV_CACHE_TYPES,
   MAX_BATCH,
   type GenerateOptions,
+  type KvCacheType,
   type LambdaAttentionOptions,
   type OperationOptions,
   type Progress,

@@ -2,12 +2,12 @@
 import { InvalidArgumentError } from '../errors';
 import type { KvCacheOptions } from '../cache/kv-cache';
 import type { KvCacheType, NativeContext, NativeEvalBatch, NativeModel } from '../native/types';
+import { MAX_PENALTY_WINDOW, type ResolvedSamplingOptions, type SamplingOptions, resolveSamplingOptions } from '../sampling/sampler';
 
 export type { KvCacheType } from '../native/types';
 
 /** Every K/V cache type, in the order the CLI lists them. */
 export const KV_CACHE_TYPES: readonly KvCacheType[] = ['f16', 'f32', 'q8_0'];
-import { MAX_PENALTY_WINDOW, type ResolvedSamplingOptions, type SamplingOptions, resolveSamplingOptions } from '../sampling/sampler';
 
 /** The largest chunkSize: tokens per native eval call. */
 export const MAX_BATCH = 8192;
@@ -115,7 +115,7 @@ export function resolveSessionOptions(options: SessionOptions | undefined, model
     fail('evaluator must be an object with an eval(request) method');
   const evaluator = ev !== undefined ? { evaluator: ev as SessionEvaluator } : {};
   const kvType = (o.kvType ?? 'f16') as KvCacheType;
-  if (!KV_CACHE_TYPES.includes(kvType as KvCacheType)) fail(`kvType must be 'f16', 'f32' or 'q8_0', got ${String(kvType)}`);
+  if (!KV_CACHE_TYPES.includes(kvType)) fail(`kvType must be 'f16', 'f32' or 'q8_0', got ${String(kvType)}`);
   const chunkSize = intOption(o.chunkSize, 'chunkSize', 1, MAX_BATCH, 512);
   const threads = intOption(o.threads, 'threads', 1, 1024, model.defaultThreads);
   const att = o.attention ?? {};

@@ -30,7 +30,7 @@ inline int64_t kvBytes(KVType t, int64_t elements) {
   switch (t) {
     case KVType::F32: return elements * 4;
     case KVType::F16: return elements * 2;
-    default: return elements / kQ8Block * kQ8BlockBytes;
+    default: return elements / kQ8Block * kQ8BlockBytes;  // Q8_0
   }
 }
 

@@ -4,7 +4,8 @@
  * - Against the reference forward pass (test/reference/forward) rounding each token's K and V rows
  *   through Q8_0 blocks itself: on F32 weights the engine must match it far more closely than it
  *   matches the unrounded (f32-cache) reference, so the cache really holds 8-bit rows and attends
- *   exactly what they stand for. Vanilla, and Λ with a wrapping window.
+ *   exactly what they stand for. Vanilla, Λ with a wrapping window, and top-k middle attention
+ *   (whose archive copies 8-bit rows).
  * - Head-major and slot-major caches give the same bits (prefill chunks and decode steps through a
  *   wrapping ring, the segmented pass), and so do the segmented pass and the single graph; evalMany
  *   agrees with a sequence's own context.
@@ -96,6 +97,24 @@ describe("kvType 'q8_0'", () => {
     // And the f32 cache is the unrounded reference (the comparison above is not loose).
     const f32 = logProbGap(ref('f32'), logSoftmax(await engineLogits(model, mask, chunks, 'f32')));
     expect(f32.max).toBeLessThan(1e-3);
+  });
+
+  test('top-k middle attention through the archive matches the reference with Q8_0 rows', async () => {
+    // The archive copies 8-bit rows piece by piece (kv_cache.h): the kept middle keys must still be
+    // the reference's, at the reference's values.
+    const o = { nGlobal: 4, nLocal: 24, seed: 6, total: 96, chunks: [8], kvType: 'q8_0' as const, modes: ['all' as const], topK: { k: 3, insertAt: 8, fromLayer: 1 } };
+    const rows: Float32Array[] = [];
+    for (const logits of await stream(model, o)) {
+      const nVocab = logits.length / 8;
+      for (let r = 0; r < 8; r++) rows.push(logits.slice(r * nVocab, (r + 1) * nVocab));
+    }
+    const attention = { nGlobal: 4, nLocal: 24, limitDistance: 24, topK: o.topK };
+    const tokens = randomTokens(o.total, o.seed);
+    const gap = logProbGap(reference.forward(tokens, { attention, kvType: 'q8_0' }), logSoftmax(rows));
+    const unrounded = logProbGap(reference.forward(tokens, { attention, kvType: 'f32' }), logSoftmax(rows));
+    expect(gap.spread).toBeGreaterThan(8);
+    // Measured 2.5e-6, against 0.30 to the unrounded reference (whose kept middle keys differ).
+    expect({ max: gap.max, ok: gap.max < 2e-4 && gap.max * 100 < unrounded.max }).toEqual({ max: gap.max, ok: true });
   });
 
   test('head-major == slot-major and segmented == single graph, bit for bit; evalMany', async () => {

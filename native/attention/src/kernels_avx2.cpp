@@ -119,7 +119,8 @@ LMI_AVX2 void loadRows(const void* base, KVType type, int64_t slotStride, int64_
     const int64_t off = slots[r] * slotStride + headOff;
     if (r + kPrefetchRows < n) {
       // Rows are gathered by slot, a stride apart: start fetching a few rows ahead.
-      const char* next = static_cast<const char*>(base) + kvBytes(type, slots[r + kPrefetchRows] * slotStride + headOff);
+      const char* next =
+          static_cast<const char*>(base) + kvBytes(type, slots[r + kPrefetchRows] * slotStride + headOff);
       for (int64_t b = 0; b < rowBytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
     }
     int i = 0;

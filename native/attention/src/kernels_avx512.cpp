@@ -47,7 +47,8 @@ LMI_AVX512 inline __m512 loadQ8(const void* row, int i) {
   const uint8_t* b = static_cast<const uint8_t*>(row) + (i / 2) * kQ8BlockBytes;
   uint16_t bits;
   std::memcpy(&bits, b, 2);
-  const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 + 16 * (i % 2)))));
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 + 16 * (i % 2)));
+  const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
   return _mm512_mul_ps(q, _mm512_set1_ps(_cvtsh_ss(bits)));
 }
 

@@ -248,7 +248,7 @@ int main() {
         case 12: p.pe.kind = static_cast<Encoding>(rng.range(0, 3)); break;
         case 13: p.pe.pairing = static_cast<RopePairing>(rng.range(0, 3)); break;
         case 14: p.mask.lambda = rng.coin(); break;
-        case 15: p.kvType = static_cast<KVType>(rng.range(0, 2)); break;
+        case 15: p.kvType = static_cast<KVType>(rng.pick(std::vector<int64_t>{0, 1, 2, 8})); break;  // 8: Q8_0
         case 16: p.nHeadKV = static_cast<int>(rng.range(-1, 3)); break;  // buffers hold 2 KV heads
       }
     }

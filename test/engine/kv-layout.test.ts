@@ -13,23 +13,7 @@ import { fixturePath, STORIES } from '../gguf/helpers';
 import { writeSyntheticModel } from '../helpers/synthetic-models';
 import { randomTokens } from '../reference-forward/compare';
 import { SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
-import { stream, type StreamOptions } from './streams';
-
-/** Every logit equal, compared as bits (NaN never expected). */
-function expectIdentical(label: string, a: Float32Array[], b: Float32Array[]): void {
-  expect(b.length).toBe(a.length);
-  let rows = 0;
-  let differing = 0;
-  for (let i = 0; i < a.length; i++) {
-    expect(b[i].length).toBe(a[i].length);
-    const x = new Uint32Array(a[i].buffer, a[i].byteOffset, a[i].length);
-    const y = new Uint32Array(b[i].buffer, b[i].byteOffset, b[i].length);
-    for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) differing++;
-    rows += a[i].length;
-  }
-  expect({ label, differing }).toEqual({ label, differing: 0 });
-  expect(rows).toBeGreaterThan(0);
-}
+import { expectIdentical, stream, type StreamOptions } from './streams';
 
 async function expectSameLayouts(label: string, model: NativeModel, o: StreamOptions, extra: Partial<NativeContextOptions> = {}) {
   const headMajor = await stream(model, o, extra);

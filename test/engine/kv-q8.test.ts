@@ -21,51 +21,13 @@ import { makeSyntheticModel, writeSyntheticModel, type SyntheticModelOptions } f
 import { ReferenceModel, type ReferenceForwardOptions } from '../reference/forward';
 import { logProbGap, randomTokens } from '../reference-forward/compare';
 import { SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
-import { stream } from './streams';
+import { chunkedLogits, expectIdentical, logSoftmaxEach, stream } from './streams';
 
 const N = 64;
 const TOKENS = randomTokens(N, 8);
 const LAMBDA = { nGlobal: 4, nLocal: 16, limitDistance: 16 };
 // 4 query heads of 32 dims over 2 KV heads: each K/V head row is one Q8_0 block.
 const OPTIONS: SyntheticModelOptions = { seed: 31, nEmbd: 128, nLayer: 2, nHead: 4, nHeadKV: 2, nFF: 128, nCtx: 256, weightType: 'F32' };
-
-function logSoftmax(rows: Float32Array[]): Float32Array[] {
-  return rows.map((row) => {
-    let max = -Infinity;
-    for (const v of row) max = Math.max(max, v);
-    let sum = 0;
-    for (const v of row) sum += Math.exp(v - max);
-    const lse = max + Math.log(sum);
-    return Float32Array.from(row, (v) => v - lse);
-  });
-}
-
-async function engineLogits(model: NativeModel, mask: Mask, chunks: number[], kvType: 'f32' | 'q8_0'): Promise<Float32Array[]> {
-  const ctx = model.createContext({ nSlot: N, nArchive: 0, topKFromLayer: 0, kvType, maxBatch: N, threads: 2 });
-  const table = new SlotTable(N, 0);
-  const rows: Float32Array[] = [];
-  let at = 0;
-  for (const size of chunks) {
-    const logits = await ctx.eval(table.batch(TOKENS.slice(at, at + size), mask, 'all'));
-    const nVocab = logits.length / size;
-    for (let r = 0; r < size; r++) rows.push(logits.slice(r * nVocab, (r + 1) * nVocab));
-    at += size;
-  }
-  ctx.dispose();
-  return rows;
-}
-
-/** Every logit equal as bits. */
-function expectIdentical(label: string, a: Float32Array[], b: Float32Array[]): void {
-  expect(b.length).toBe(a.length);
-  let differing = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = new Uint32Array(a[i].buffer, a[i].byteOffset, a[i].length);
-    const y = new Uint32Array(b[i].buffer, b[i].byteOffset, b[i].length);
-    for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) differing++;
-  }
-  expect({ label, differing }).toEqual({ label, differing: 0 });
-}
 
 describe("kvType 'q8_0'", () => {
   let addon: NativeAddon;
@@ -84,7 +46,7 @@ describe("kvType 'q8_0'", () => {
     ['Λ, window 16 of 64', { lambda: true, origin: 0, ...LAMBDA } as Mask, [5, 1, 20, 1, 37], LAMBDA],
   ])('%s: matches the reference that rounds K/V through Q8_0 blocks', async (label, mask, chunks, attention) => {
     const ref = (kvType: ReferenceForwardOptions['kvType']) => reference.forward(TOKENS, { attention, kvType });
-    const got = logSoftmax(await engineLogits(model, mask, chunks, 'q8_0'));
+    const got = logSoftmaxEach(await chunkedLogits(model, TOKENS, mask, chunks, 'q8_0'));
     const toQ8 = logProbGap(ref('q8_0'), got);
     const toF32 = logProbGap(ref('f32'), got);
     expect(toQ8.spread).toBeGreaterThan(8);
@@ -95,7 +57,7 @@ describe("kvType 'q8_0'", () => {
       label, ratio: toQ8.max / toF32.max, ok: true,
     });
     // And the f32 cache is the unrounded reference (the comparison above is not loose).
-    const f32 = logProbGap(ref('f32'), logSoftmax(await engineLogits(model, mask, chunks, 'f32')));
+    const f32 = logProbGap(ref('f32'), logSoftmaxEach(await chunkedLogits(model, TOKENS, mask, chunks, 'f32')));
     expect(f32.max).toBeLessThan(1e-3);
   });
 
@@ -110,8 +72,8 @@ describe("kvType 'q8_0'", () => {
     }
     const attention = { nGlobal: 4, nLocal: 24, limitDistance: 24, topK: o.topK };
     const tokens = randomTokens(o.total, o.seed);
-    const gap = logProbGap(reference.forward(tokens, { attention, kvType: 'q8_0' }), logSoftmax(rows));
-    const unrounded = logProbGap(reference.forward(tokens, { attention, kvType: 'f32' }), logSoftmax(rows));
+    const gap = logProbGap(reference.forward(tokens, { attention, kvType: 'q8_0' }), logSoftmaxEach(rows));
+    const unrounded = logProbGap(reference.forward(tokens, { attention, kvType: 'f32' }), logSoftmaxEach(rows));
     expect(gap.spread).toBeGreaterThan(8);
     // Measured 2.5e-6, against 0.30 to the unrounded reference (whose kept middle keys differ).
     expect({ max: gap.max, ok: gap.max < 2e-4 && gap.max * 100 < unrounded.max }).toEqual({ max: gap.max, ok: true });

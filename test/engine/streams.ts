@@ -67,3 +67,57 @@ export function maxAbsDiff(a: Float32Array[], b: Float32Array[]): number {
   }
   return max;
 }
+
+/**
+ * Logits of every token of `tokens`, one row each, fed in chunks of the given sizes to a fresh
+ * context of tokens.length slots (no ring: nothing is overwritten).
+ */
+export async function chunkedLogits(
+  model: NativeModel,
+  tokens: number[],
+  mask: Mask,
+  chunks: number[],
+  kvType: KvCacheType,
+): Promise<Float32Array[]> {
+  const n = tokens.length;
+  const ctx = model.createContext({ nSlot: n, nArchive: 0, topKFromLayer: 0, kvType, maxBatch: n, threads: 2 });
+  const table = new SlotTable(n, 0);
+  const rows: Float32Array[] = [];
+  let at = 0;
+  for (const size of chunks) {
+    const logits = await ctx.eval(table.batch(tokens.slice(at, at + size), mask, 'all'));
+    const nVocab = logits.length / size;
+    for (let r = 0; r < size; r++) rows.push(logits.slice(r * nVocab, (r + 1) * nVocab));
+    at += size;
+  }
+  ctx.dispose();
+  return rows;
+}
+
+/** log-softmax of each row, as the oracle side of logProbGap expects. */
+export function logSoftmaxEach(rows: Float32Array[]): Float32Array[] {
+  return rows.map((row) => {
+    let max = -Infinity;
+    for (const v of row) max = Math.max(max, v);
+    let sum = 0;
+    for (const v of row) sum += Math.exp(v - max);
+    const lse = max + Math.log(sum);
+    return Float32Array.from(row, (v) => v - lse);
+  });
+}
+
+/** Every logit equal, compared as bits (NaN never expected). */
+export function expectIdentical(label: string, a: Float32Array[], b: Float32Array[]): void {
+  expect(b.length).toBe(a.length);
+  let rows = 0;
+  let differing = 0;
+  for (let i = 0; i < a.length; i++) {
+    expect(b[i].length).toBe(a[i].length);
+    const x = new Uint32Array(a[i].buffer, a[i].byteOffset, a[i].length);
+    const y = new Uint32Array(b[i].buffer, b[i].byteOffset, b[i].length);
+    for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) differing++;
+    rows += a[i].length;
+  }
+  expect({ label, differing }).toEqual({ label, differing: 0 });
+  expect(rows).toBeGreaterThan(0);
+}

@@ -18,7 +18,8 @@ import type { NativeAddon, NativeModel } from '../../lib/native/types';
 import { makeSyntheticModel, writeSyntheticModel, type SyntheticArch, type SyntheticModelOptions } from '../helpers/synthetic-models';
 import { ReferenceModel, type ReferenceForwardOptions } from '../reference/forward';
 import { logProbGap, randomTokens, shareWithin, type Gap } from '../reference-forward/compare';
-import { SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
+import { specFromGguf, type Mask } from './spec-from-gguf';
+import { chunkedLogits, logSoftmaxEach } from './streams';
 
 interface Case {
   label: string;
@@ -57,33 +58,6 @@ const N = 64;
 const TOKENS = randomTokens(N, 5);
 const LAMBDA = { nGlobal: 4, nLocal: 16, limitDistance: 16 };
 
-async function engineLogits(model: NativeModel, mask: Mask, chunks: number[]): Promise<Float32Array[]> {
-  const ctx = model.createContext({ nSlot: N, nArchive: 0, topKFromLayer: 0, kvType: 'f32', maxBatch: N, threads: 2 });
-  const table = new SlotTable(N, 0);
-  const rows: Float32Array[] = [];
-  let at = 0;
-  for (const size of chunks) {
-    const logits = await ctx.eval(table.batch(TOKENS.slice(at, at + size), mask, 'all'));
-    const nVocab = logits.length / size;
-    for (let r = 0; r < size; r++) rows.push(logits.slice(r * nVocab, (r + 1) * nVocab));
-    at += size;
-  }
-  ctx.dispose();
-  return rows;
-}
-
-/** log-softmax rows, as the oracle side of logProbGap expects. */
-function logSoftmaxRows(rows: Float32Array[]): Float32Array[] {
-  return rows.map((row) => {
-    let max = -Infinity;
-    for (const v of row) max = Math.max(max, v);
-    let sum = 0;
-    for (const v of row) sum += Math.exp(v - max);
-    const lse = max + Math.log(sum);
-    return Float32Array.from(row, (v) => v - lse);
-  });
-}
-
 describe('graph builders vs the reference forward pass (synthetic models)', () => {
   let addon: NativeAddon;
   const lines: string[] = [];
@@ -110,10 +84,10 @@ describe('graph builders vs the reference forward pass (synthetic models)', () =
     const vanillaMask: Mask = { lambda: false, origin: 0, nGlobal: 0, nLocal: N, limitDistance: N };
     const lambdaMask: Mask = { lambda: true, origin: 0, ...LAMBDA };
     const gaps: Record<string, Gap> = {
-      vanilla: logProbGap(reference.forward(TOKENS, refOptions('vanilla')), logSoftmaxRows(await engineLogits(model, vanillaMask, [N]))),
+      vanilla: logProbGap(reference.forward(TOKENS, refOptions('vanilla')), logSoftmaxEach(await chunkedLogits(model, TOKENS, vanillaMask, [N], 'f32'))),
       lambda: logProbGap(
         reference.forward(TOKENS, refOptions(LAMBDA)),
-        logSoftmaxRows(await engineLogits(model, lambdaMask, [5, 1, 20, 1, 37])),
+        logSoftmaxEach(await chunkedLogits(model, TOKENS, lambdaMask, [5, 1, 20, 1, 37], 'f32')),
       ),
     };
     model.dispose();

@@ -40,7 +40,6 @@ constexpr int kMaxVec = 16;  // D <= 256: sixteen 16-lane vectors per row
 // would split a vector.
 const KernelOps* gAvx2 = nullptr;
 
-// v[i] = elements [16 i, 16 i + 16) of the row, as floats (NV: see localLogitsRows).
 // Sixteen elements [16 i, 16 i + 16) of a Q8_0 row, as floats: d * q, exact in f32 (an 11-bit
 // scale times an 8-bit integer), so the arithmetic after it is the f32 row's, bit for bit.
 LMI_AVX512 inline __m512 loadQ8(const void* row, int i) {
@@ -52,6 +51,7 @@ LMI_AVX512 inline __m512 loadQ8(const void* row, int i) {
   return _mm512_mul_ps(q, _mm512_set1_ps(_cvtsh_ss(bits)));
 }
 
+// v[i] = elements [16 i, 16 i + 16) of the row, as floats (NV: see localLogitsRows).
 template <int NV>
 LMI_AVX512 inline void loadRow(const void* row, KVType type, int nv, __m512* v) {
   const int n = NV ? NV : nv;
@@ -604,15 +604,10 @@ LMI_AVX512 void localLogitsWidth(int R, int n, const void* const* keys, KVType t
   }
 }
 
-// Whether localLogits runs sixteen lanes wide for this shape (otherwise it hands over to AVX2).
-inline bool wideShape(int D, int rd, RopePairing pairing, bool rope) {
-  return D % 16 == 0 && (!rope || rd % (pairing == RopePairing::NeoX ? 32 : 16) == 0);
-}
-
 LMI_AVX512 void localLogits(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
                             const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
                             int ldo) {
-  if (!wideShape(D, rd, pairing, C != nullptr))
+  if (D % 16 != 0 || (C != nullptr && rd % (pairing == RopePairing::NeoX ? 32 : 16) != 0))
     return gAvx2->localLogits(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo);
   switch (D) {
     case 64: localLogitsWidth<4>(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;

@@ -109,6 +109,23 @@ LMI_AVX2 void gemmNT(int M, int N, int K, const float* A, int lda, const float* 
   }
 }
 
+// Eight elements [i, i + 8) of an f32, f16 or Q8_0 row as floats (i % 8 == 0). Q8_0: d * q, exact
+// in f32 (an 11-bit scale times an 8-bit integer), so what follows is the f32 row's arithmetic.
+template <KVType T>
+LMI_AVX2 inline __m256 load8(const void* row, int i) {
+  if constexpr (T == KVType::Q8_0) {
+    const uint8_t* b = static_cast<const uint8_t*>(row) + (i / kQ8Block) * kQ8BlockBytes;
+    uint16_t bits;
+    std::memcpy(&bits, b, 2);
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + i % kQ8Block));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(_cvtsh_ss(bits)));
+  } else if constexpr (T == KVType::F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + i)));
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(row) + i);
+  }
+}
+
 constexpr int kPrefetchRows = 8;
 
 LMI_AVX2 void loadRows(const void* base, KVType type, int64_t slotStride, int64_t headOff, const int64_t* slots,
@@ -125,17 +142,8 @@ LMI_AVX2 void loadRows(const void* base, KVType type, int64_t slotStride, int64_
     }
     int i = 0;
     if (type == KVType::Q8_0) {
-      // d * q is exact in f32 (an 11-bit scale times an 8-bit integer), as in the portable path.
-      const auto* s = static_cast<const uint8_t*>(base) + kvBytes(type, off);
-      for (; i < D; i += kQ8Block, s += kQ8BlockBytes) {
-        uint16_t bits;
-        std::memcpy(&bits, s, 2);
-        const __m256 scale = _mm256_set1_ps(_cvtsh_ss(bits));
-        for (int j = 0; j < kQ8Block; j += 8) {
-          const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 2 + j));
-          _mm256_storeu_ps(d + i + j, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
-        }
-      }
+      const void* row = static_cast<const uint8_t*>(base) + kvBytes(type, off);
+      for (; i < D; i += 8) _mm256_storeu_ps(d + i, load8<KVType::Q8_0>(row, i));
     } else if (type == KVType::F32) {
       const float* s = static_cast<const float*>(base) + off;
       for (; i + 8 <= D; i += 8) _mm256_storeu_ps(d + i, _mm256_loadu_ps(s + i));
@@ -309,23 +317,6 @@ LMI_AVX2 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, f
 // Normal pairs and rd % 16 == 0 for NeoX ones).
 // One key at a time: its rows' products accumulate in one register per query row, 16 dims (a unit)
 // at a time, and the four rows' sums come out of one horizontal reduction.
-
-// Eight elements [i, i + 8) of an f32, f16 or Q8_0 row as floats (i % 8 == 0). Q8_0: d * q, exact
-// in f32 (an 11-bit scale times an 8-bit integer), so what follows is the f32 row's arithmetic.
-template <KVType T>
-LMI_AVX2 inline __m256 load8(const void* row, int i) {
-  if constexpr (T == KVType::Q8_0) {
-    const uint8_t* b = static_cast<const uint8_t*>(row) + (i / kQ8Block) * kQ8BlockBytes;
-    uint16_t bits;
-    std::memcpy(&bits, b, 2);
-    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + i % kQ8Block));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(_cvtsh_ss(bits)));
-  } else if constexpr (T == KVType::F16) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + i)));
-  } else {
-    return _mm256_loadu_ps(static_cast<const float*>(row) + i);
-  }
-}
 
 // acc[r] += Q[r][i..i+8) * x, r < R.
 template <int R>

@@ -18,8 +18,8 @@
 // --layers N: decode cycles through N independent K/V caches per timed call (as a model's
 //           layers do), so the keys come from memory rather than a cache warmed by the last call;
 //           times are per layer.
-// K/V are f16, or with --q8 ggml's Q8_0 blocks (34 bytes per 32 values). GFLOP/s counts 4 * headDim flops per kept (query, key, head): 2 * headDim
-// for q.k and 2 * headDim for p.v.
+// K/V are f16, or with --q8 ggml's Q8_0 blocks (34 bytes per 32 values). GFLOP/s counts
+// 4 * headDim flops per kept (query, key, head): 2 * headDim for q.k and 2 * headDim for p.v.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -62,7 +62,7 @@ uint16_t toHalf(float f) {  // round to nearest even; inputs are small and norma
 struct Buffers {
   std::vector<float> q, out;
   std::vector<uint16_t> k, v;
-  std::vector<uint8_t> kq, vq;  // --q8: the same values in Q8_0 blocks
+  std::vector<uint8_t> kq, vq;  // --q8: random rows in Q8_0 blocks (read instead of k, v)
   std::vector<int64_t> slotPos, qPos;
 };
 
@@ -80,12 +80,12 @@ void fillRandom(Buffers& b, const Config& c, int nQ, int64_t nSlot, uint64_t see
   for (auto& x : b.k) x = toHalf(next());
   for (auto& x : b.v) x = toHalf(next());
   if (c.q8) {
-    // Random values in [-1, 1): a block's scale is about 1/127 and q spans the whole int8 range.
+    // Values in [-1, 1]: every block's scale is 1/127 and q spans the whole int8 range.
+    const uint16_t d = toHalf(1.0f / 127.0f);
     for (auto* q : {&b.kq, &b.vq}) {
       q->resize(kv / 32 * 34);
       for (size_t blk = 0; blk < kv / 32; blk++) {
         uint8_t* o = q->data() + blk * 34;
-        const uint16_t d = toHalf(1.0f / 127.0f);
         std::memcpy(o, &d, 2);
         for (int i = 0; i < 32; i++) o[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(next() * 127.0f)));
       }

@@ -290,9 +290,12 @@ describe('engine errors and lifecycle', () => {
       const again = new SlotTable(64, 0);
       again.batch([1, 403, 407, 261], vanillaMask(64), 'last');
       const redo = await ctx.eval(again.batch([ids[0]], vanillaMask(64), 'last'));
+      // The same evaluations as ctx's (a batch of three, then 261 alone): ggml's matmul need not
+      // round a row of a batch of four as it rounds a row alone (it does not on some CPUs).
       const check = context();
       const t2 = new SlotTable(64, 0);
-      await check.eval(t2.batch([1, 403, 407, 261], vanillaMask(64), 'last'));
+      await check.eval(t2.batch([1, 403, 407], vanillaMask(64), 'last'));
+      await check.eval(t2.batch([261], vanillaMask(64), 'last'));
       expect(Array.from(redo)).toEqual(Array.from(await check.eval(t2.batch([ids[0]], vanillaMask(64), 'last'))));
       // An eval ends what the last run can take back.
       expect((await failure(() => ctx.rollback!(1))).code).toBe('INVALID_ARGUMENT');

@@ -12,9 +12,13 @@
  *   That any position agrees to 1e-4 shows the dequantization is exact: a wrong block layout
  *   would move every position by far more.
  *
- * Measured here (max |Δ log p|, exact): llama/qwen2 F32, F16 3e-6; gptneox/mpt F32, F16 2.5e-3
- * (GELU table); BF16 2.4e-2..3.3e-2; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 8.7e-2..1.33e-1 (rms ~2e-2),
- * with log-p spreads of ~15 nats per row.
+ * F16 weights: whether ggml rounds the activations to f16 first depends on the CPU (ggml-cpu.ts),
+ * so they are emulated both ways and the closer one counts.
+ *
+ * Measured (max |Δ log p|, exact): llama/qwen2 F32 3e-6; F16 3e-6 on an Intel Xeon, 4.0e-3 (rms
+ * 8.4e-4) on an AMD EPYC whose ggml rounds F16 matmuls' activations to f16; gptneox/mpt F32, F16
+ * 2.5e-3..3.8e-3 (GELU table); BF16 2.4e-2..3.3e-2; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 8.7e-2..1.33e-1
+ * (rms ~2e-2), with log-p spreads of ~15 nats per row.
  */
 import { parseGguf } from '../../lib/gguf';
 import { ReferenceModel } from '../reference/forward';
@@ -62,7 +66,9 @@ const CASES: Case[] = [
 
 /** Upper bounds on the exact-math gap, by what ggml rounds (measured values in the header). */
 function exactTolerance(arch: SyntheticArch, type: SyntheticWeightType): { max: number; rms: number } {
-  if (type === 'F32' || type === 'F16') return arch === 'gptneox' || arch === 'mpt' ? { max: 1e-2, rms: 2e-3 } : { max: 1e-4, rms: 1e-5 };
+  // The GELU table, and f16 activations where ggml rounds to them, move log p by a few 1e-3.
+  if (type === 'F16' || (type === 'F32' && (arch === 'gptneox' || arch === 'mpt'))) return { max: 1e-2, rms: 2e-3 };
+  if (type === 'F32') return { max: 1e-4, rms: 1e-5 };
   if (type === 'BF16') return { max: 0.1, rms: 0.02 };
   return { max: 0.4, rms: 0.06 };
 }
@@ -86,9 +92,15 @@ describe('reference forward pass vs llama.cpp on synthetic models', () => {
       const bytes = makeSyntheticModel(c.arch, c.options);
       const model = new ReferenceModel(parseGguf(bytes), bytes);
       const exact = logProbGap(model.forward(TOKENS), lp.logprobs);
-      // Nothing to emulate where ggml adds no rounding (F32/F16 weights, no GELU).
-      const plain = (c.options.weightType === 'F32' || c.options.weightType === 'F16') && (c.arch === 'llama' || c.arch === 'qwen2');
-      const emulated = plain ? exact : logProbGap(model.forward(TOKENS, { emulateGgmlCpu: true }), lp.logprobs);
+      // Nothing to emulate where ggml adds no rounding (F32 weights, no GELU); F16 weights both ways.
+      const plain = c.options.weightType === 'F32' && (c.arch === 'llama' || c.arch === 'qwen2');
+      const emulate = (ggmlF16Activations: boolean) =>
+        logProbGap(model.forward(TOKENS, { emulateGgmlCpu: true, ggmlF16Activations }), lp.logprobs);
+      const emulated = plain
+        ? exact
+        : c.options.weightType === 'F16'
+          ? [emulate(false), emulate(true)].reduce((a, b) => (shareWithin(b, 1e-4) > shareWithin(a, 1e-4) ? b : a))
+          : emulate(false);
       results.set(c.label, { exact, emulated });
     });
     if (process.env.LMI_VERBOSE) {

@@ -50,6 +50,8 @@ export interface ReferenceForwardOptions {
    * GELU) to the exact math, to compare with llama.cpp tightly. Default false: exact math.
    */
   emulateGgmlCpu?: boolean;
+  /** With emulateGgmlCpu: F16 weights' activations rounded to f16 (ggml-cpu.ts). Default false. */
+  ggmlF16Activations?: boolean;
 }
 
 /** Fully resolved attention settings of one stream. */
@@ -62,6 +64,7 @@ export interface ReferenceState {
   readonly attention: ResolvedAttention;
   readonly kvType: 'f32' | 'f16' | 'q8_0';
   readonly emulateGgmlCpu: boolean;
+  readonly ggmlF16Activations: boolean;
   /** Absolute position of every token fed so far. */
   readonly positions: number[];
   /** Per layer: K and V rows [token][nHeadKV][headDim], unrotated. */
@@ -72,9 +75,12 @@ export interface ReferenceState {
 // ---------------------------------------------------------------------------------------------
 // Blocks
 
-/** y = W x (+ b), accumulated in double; with `emulate`, x as ggml's CPU matmul rounds it for W's type. */
-function matVec(m: Matrix, input: ArrayLike<number>, b?: ArrayLike<number>, emulate = false): Float64Array {
-  const rounded = emulate ? roundActivations(m.type, input) : undefined;
+/**
+ * y = W x (+ b), accumulated in double; with `emulate`, x as ggml's CPU matmul rounds it for W's type
+ * (`f16Activations`: see roundActivations).
+ */
+function matVec(m: Matrix, input: ArrayLike<number>, b?: ArrayLike<number>, emulate = false, f16Activations = false): Float64Array {
+  const rounded = emulate ? roundActivations(m.type, input, f16Activations) : undefined;
   const x = rounded ? rounded.x : input;
   const corr = rounded?.blockSumCorrection;
   const y = new Float64Array(m.rows);
@@ -156,6 +162,7 @@ export class ReferenceModel {
       attention: this.resolveAttention(opts),
       kvType: opts.kvType ?? 'f32',
       emulateGgmlCpu: opts.emulateGgmlCpu ?? false,
+      ggmlF16Activations: opts.ggmlF16Activations ?? false,
       positions: [],
       k: Array.from({ length: this.hparams.nLayer }, () => []),
       v: Array.from({ length: this.hparams.nLayer }, () => []),
@@ -171,7 +178,7 @@ export class ReferenceModel {
     const nKV = nHeadKV * headDim;
     const first = state.positions.length === 0 ? state.attention.mask.origin : state.positions[state.positions.length - 1] + 1;
     const pos = tokens.map((_, i) => first + i);
-    const mv = (m: Matrix, x: ArrayLike<number>, b?: ArrayLike<number>) => matVec(m, x, b, state.emulateGgmlCpu);
+    const mv = (m: Matrix, x: ArrayLike<number>, b?: ArrayLike<number>) => matVec(m, x, b, state.emulateGgmlCpu, state.ggmlF16Activations);
     const norm = (x: Float64Array, w: Float64Array, b?: Float64Array) =>
       hp.arch === 'llama' || hp.arch === 'qwen2' ? rmsNorm(x, w, hp.normEps) : layerNorm(x, w, b, hp.normEps);
 

@@ -4,8 +4,10 @@
  *
  * - Matmul activations. ggml's CPU dot products take the activation row in the weight type's
  *   "vec_dot_type": Q4_0, Q5_0, Q8_0 -> Q8_0 blocks; Q4_1, Q5_1 -> Q8_1 blocks (same values as Q8_0
- *   plus a per-block f16 sum used with the weight's min); BF16 -> bf16. F32 and F16 weights
- *   were measured to see the activations unrounded (llama.cpp vs this reference: ~3e-6 either way).
+ *   plus a per-block f16 sum used with the weight's min); BF16 -> bf16. F32 weights see the
+ *   activations unrounded. F16 weights depend on the CPU: where ggml takes its f16 dot products
+ *   (vec_dot_type F16; seen on an AMD EPYC with AVX-512) the activations are rounded to f16 first
+ *   (`f16Activations`), where it takes its f32 sgemm (seen on an Intel Xeon) they are not.
  * - GELU. ggml's CPU gelu looks the value up in a table indexed by the f16 input and stores f16
  *   outputs (|x| < 10), i.e. gelu(x) ~= f16(gelu(f16(x))).
  *
@@ -33,9 +35,14 @@ export interface RoundedActivations {
   blockSumCorrection?: Float64Array;
 }
 
-/** The activation row `x` as ggml's CPU matmul against a `type` weight sees it. */
-export function roundActivations(type: GgmlType, x: ArrayLike<number>): RoundedActivations {
+/**
+ * The activation row `x` as ggml's CPU matmul against a `type` weight sees it; `f16Activations`:
+ * rounded to f16 for F16 weights (see above).
+ */
+export function roundActivations(type: GgmlType, x: ArrayLike<number>, f16Activations = false): RoundedActivations {
   switch (type) {
+    case GgmlType.F16:
+      return { x: Float64Array.from(x, (v) => (f16Activations ? half(v) : fr(v))) };
     case GgmlType.BF16:
       return { x: Float64Array.from(x, (v) => bf16(v)) };
     case GgmlType.Q4_0:

@@ -165,7 +165,9 @@ struct Scratch {
   std::vector<float> rowSlope, rowGBias, rowMBias;
   std::vector<TopEntry> top;
   std::vector<int> topN;
-  std::vector<const void*> kPtr, vPtr;  // fused decode tiles: each key's K and V row
+  // Fused decode tiles: each key's K and V row, for this tile and the next (whose rows this one
+  // asks for while it computes), swapping roles from tile to tile.
+  std::vector<const void*> kPtr[2], vPtr[2];
   std::vector<const float*> cPtr, sPtr;  // ... and its RoPE coefficients
   std::vector<float> ropeTile;           // coefficients computed for distances beyond the table
   PlanStore plan;
@@ -191,7 +193,7 @@ struct Scratch {
     grow(rowHead, rows);
     grow(top, rows * static_cast<size_t>(std::max(P.kEff, 1)));
     grow(topN, rows);
-    for (auto* v : {&kPtr, &vPtr}) grow(*v, kKT);
+    for (auto* v : {&kPtr[0], &vPtr[0], &kPtr[1], &vPtr[1]}) grow(*v, kKT);
     for (auto* v : {&cPtr, &sPtr}) grow(*v, kKT);
     grow(ropeTile, static_cast<size_t>(kKT) * 2 * std::max(P.rd, 1));
   }
@@ -597,6 +599,8 @@ class Worker {
     std::fill(sc_.l.begin(), sc_.l.begin() + R_, 0.0f);
     std::fill(sc_.o.begin(), sc_.o.begin() + static_cast<size_t>(R_) * P_.Dp, 0.0f);
     std::fill(sc_.topN.begin(), sc_.topN.begin() + R_, 0);
+    asked_ = 0;
+    nextAt_ = -1;
 
     // This split's share [t0, t1) of the block's tiles, in visiting order.
     const int64_t T = blk_->tiles();
@@ -696,16 +700,29 @@ class Worker {
 
   // Tiles [tBeg, tEnd) of the sorted-key interval [a, b).
   void visit(const Block& blk, int g, int64_t a, int64_t b, int64_t tBeg, int64_t tEnd) {
+    intervalEnd_ = b;
     b = std::min(b, a + tEnd * kKT);
     a += tBeg * kKT;
     // Dense head-dim-8 rows are 16 or 32 bytes, mostly in runs the hardware prefetcher follows.
-    const bool ask = !P_.denseDim8;
-    if (ask && a < b) prefetch(false, g, a, static_cast<int>(std::min<int64_t>(kKT, b - a)));
+    if (P_.denseDim8) {
+      for (int64_t c0 = a; c0 < b; c0 += kKT) tile(blk, g, c0, static_cast<int>(std::min<int64_t>(kKT, b - c0)));
+      return;
+    }
+    // Decode blocks: a fused tile asks for the next tile's rows key by key while it computes
+    // (asked_); a tile nobody asked for (an interval's first) asks for its own rows here. Asking
+    // a whole tile ahead at once instead left a step's K/V reads from memory stalling the kernel.
+    const bool fusedBlock = fusedRows_ && P_.fusedLocal;
+    if (!fusedBlock && a < b) prefetch(false, g, a, static_cast<int>(std::min<int64_t>(kKT, b - a)));
     for (int64_t c0 = a; c0 < b; c0 += kKT) {
       const int n = static_cast<int>(std::min<int64_t>(kKT, b - c0));
-      // The rows of a tile are scattered by slot: ask for this tile's values and the
-      // next tile's keys while this one computes.
-      if (ask) {
+      if (fusedBlock) {
+        if (c0 + n > asked_) {
+          prefetch(false, g, c0, n);
+          prefetch(true, g, c0, n);
+        }
+      } else {
+        // The rows of a tile are scattered by slot: ask for this tile's values and the
+        // next tile's keys while this one computes.
         prefetch(true, g, c0, n);
         if (c0 + kKT < b) prefetch(false, g, c0 + kKT, static_cast<int>(std::min<int64_t>(kKT, b - c0 - kKT)));
       }
@@ -729,16 +746,8 @@ class Worker {
 
   // Asks for the K (value = false) or V rows of KV head g of sorted keys [c0, c0 + n).
   void prefetch(bool value, int g, int64_t c0, int n) {
-#if defined(__GNUC__)
     const int64_t bytes = kvBytes(p_.kvType, P_.D);
-    for (int c = 0; c < n; c++) {
-      const char* row = static_cast<const char*>(rowAddress(value, P_.sSlot[c0 + c], g));
-      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
-      __builtin_prefetch(row + bytes - 1);
-    }
-#else
-    (void)value, (void)g, (void)c0, (void)n;
-#endif
+    for (int c = 0; c < n; c++) prefetchRow(rowAddress(value, P_.sSlot[c0 + c], g), bytes);
   }
 
   void zeroRows(float* buf, int from, int to) {
@@ -794,6 +803,35 @@ class Worker {
     }
   }
 
+  // kp[c], vp[c] = the K and V rows of KV head g for sorted-key slot js[c], c < n.
+  void rowPointers(int g, const int64_t* __restrict js, int n, const void** __restrict kp,
+                   const void** __restrict vp) const {
+    const KVType t = p_.kvType;
+    const char* k = static_cast<const char*>(p_.k) + kvBytes(t, static_cast<int64_t>(g) * P_.kHeadStride);
+    const char* v = static_cast<const char*>(p_.v) + kvBytes(t, static_cast<int64_t>(g) * P_.vHeadStride);
+    const int64_t ks = kvBytes(t, P_.kStride), vs = kvBytes(t, P_.vStride), nSlot = p_.nSlot;
+    if (js[n - 1] < nSlot && consecutive(js, n)) {
+      // Consecutive slots (a ring's run): a loop the compiler vectorizes.
+      const char* k0 = k + js[0] * ks;
+      const char* v0 = v + js[0] * vs;
+      for (int c = 0; c < n; c++) {
+        kp[c] = k0 + c * ks;
+        vp[c] = v0 + c * vs;
+      }
+      return;
+    }
+    for (int c = 0; c < n; c++) {
+      const int64_t slot = js[c];
+      if (slot < nSlot) {
+        kp[c] = k + slot * ks;
+        vp[c] = v + slot * vs;
+      } else {
+        kp[c] = rowAddress(false, slot, g);
+        vp[c] = rowAddress(true, slot, g);
+      }
+    }
+  }
+
   // A decode-sized tile whose keys are all local, through the fused primitives: the same
   // logits as the general path below up to the order of the dot products' sums, and the same
   // rotation (keys by R(j - a), a = the tile's last key; query rows by R(pmax - a)), softmax
@@ -803,33 +841,25 @@ class Worker {
     const int Np = roundUp8(n);
     const int64_t* jp = P_.sPos + c0;
     const int64_t* js = P_.sSlot + c0;
-    const void** kp = sc_.kPtr.data();
-    const void** vp = sc_.vPtr.data();
+    const void** kp = sc_.kPtr[flip_].data();
+    const void** vp = sc_.vPtr[flip_].data();
+    if (nextAt_ != c0 || nextN_ < n) rowPointers(g, js, n, kp, vp);  // else the tile before found them
+    // Key c asks for the rows of sorted key c0 + kKT + c (the next tile's c-th) within the
+    // interval; past its end, for its own again (already in cache by then).
+    const void** ka = sc_.kPtr[flip_ ^ 1].data();
+    const void** va = sc_.vPtr[flip_ ^ 1].data();
     {
-      const KVType t = p_.kvType;
-      const char* k = static_cast<const char*>(p_.k) + kvBytes(t, static_cast<int64_t>(g) * P_.kHeadStride);
-      const char* v = static_cast<const char*>(p_.v) + kvBytes(t, static_cast<int64_t>(g) * P_.vHeadStride);
-      const int64_t ks = kvBytes(t, P_.kStride), vs = kvBytes(t, P_.vStride), nSlot = p_.nSlot;
-      if (js[n - 1] < nSlot && consecutive(js, n)) {
-        // Consecutive slots (a ring's run): a loop the compiler vectorizes.
-        const char* k0 = k + js[0] * ks;
-        const char* v0 = v + js[0] * vs;
-        for (int c = 0; c < n; c++) {
-          kp[c] = k0 + c * ks;
-          vp[c] = v0 + c * vs;
-        }
-      } else {
-        for (int c = 0; c < n; c++) {
-          const int64_t slot = js[c];
-          if (slot < nSlot) {
-            kp[c] = k + slot * ks;
-            vp[c] = v + slot * vs;
-          } else {
-            kp[c] = rowAddress(false, slot, g);
-            vp[c] = rowAddress(true, slot, g);
-          }
-        }
+      const int64_t to = std::min(c0 + kKT + n, intervalEnd_);
+      const int m = static_cast<int>(std::max<int64_t>(to - (c0 + kKT), 0));
+      if (m > 0) rowPointers(g, P_.sSlot + c0 + kKT, m, ka, va);
+      for (int c = m; c < n; c++) {
+        ka[c] = kp[c];
+        va[c] = vp[c];
       }
+      asked_ = std::max(asked_, to);
+      nextAt_ = c0 + kKT;
+      nextN_ = m;
+      flip_ ^= 1;
     }
     const float* qLoc = sc_.qLoc.data();
     const float* const* C = nullptr;
@@ -882,12 +912,13 @@ class Worker {
     // and turning the keys again (from L1). Every row's arithmetic is the same however they group.
     float* Sc = sc_.s.data();
     for (int r0 = 0; r0 < R_; r0 += kFusedGroupRows)
-      ops_.localLogits(std::min(kFusedGroupRows, R_ - r0), n, kp, p_.kvType, P_.D, P_.rd, p_.pe.pairing, C, S,
-                       qLoc + static_cast<size_t>(r0) * Dp, Dp, Sc + static_cast<size_t>(r0) * kKT, kKT);
+      ops_.localLogits(std::min(kFusedGroupRows, R_ - r0), n, kp, r0 == 0 ? ka : nullptr, p_.kvType, P_.D, P_.rd,
+                       p_.pe.pairing, C, S, qLoc + static_cast<size_t>(r0) * Dp, Dp,
+                       Sc + static_cast<size_t>(r0) * kKT, kKT);
     finishLocalLogits(Sc, jp, n);
     ops_.softmaxTile(Sc, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
     for (int r0 = 0; r0 < R_; r0 += kFusedGroupRows)
-      ops_.accumulateValues(std::min(kFusedGroupRows, R_ - r0), n, vp, p_.kvType, P_.D,
+      ops_.accumulateValues(std::min(kFusedGroupRows, R_ - r0), n, vp, r0 == 0 ? va : nullptr, p_.kvType, P_.D,
                             Sc + static_cast<size_t>(r0) * kKT, kKT, sc_.o.data() + static_cast<size_t>(r0) * Dp, Dp);
   }
 
@@ -1098,6 +1129,11 @@ class Worker {
   int nq_ = 0, nh_ = 0, R_ = 0;
   bool rowKeys_ = false;
   bool fusedRows_ = false;
+  int64_t intervalEnd_ = 0;  // the end of the sorted-key interval being visited
+  int64_t asked_ = 0;        // sorted keys before it whose rows a fused tile has asked for
+  int64_t nextAt_ = -1;      // the sorted key whose tile's row pointers kPtr[flip_] holds ...
+  int nextN_ = 0;            // ... for this many keys
+  int flip_ = 0;
   const float* qGlob_ = nullptr;
   const float* qMid_ = nullptr;
 };

@@ -46,14 +46,18 @@ struct KernelOps {
   // with rotate()'s roundings (sign -1; C == nullptr: no RoPE). C[c], S[c]: for NeoX pairs the
   // pair coefficients (rd / 2 each, as rotate() takes them); for Normal pairs the lane
   // coefficients (rd each, RopeTable::laneCoeffs), so that a turn is a multiply, a lane swap and an FMA.
-  void (*localLogits)(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
-                      const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
-                      int ldo);
+  //
+  // ahead: null, or n row addresses (rows of the same type and D) that the call asks the memory
+  // system for, one as it takes each key, so that a tile's keys can be on their way while the
+  // tile before it computes. They are never read and change no result (ignored at D 8).
+  void (*localLogits)(int R, int n, const void* const* keys, const void* const* ahead, KVType type, int D, int rd,
+                      RopePairing pairing, const float* const* C, const float* const* S, const float* Q, int ldq,
+                      float* out, int ldo);
   // O[r][0..D) += sum over c < n of P[r][c] * V_c, c increasing, one FMA per term (as gemm); at
   // D 8 the AVX-512 path sums in denseTileDim8's four chains instead, so that its fused and dense
-  // tiles agree bit for bit.
-  void (*accumulateValues)(int R, int n, const void* const* values, KVType type, int D, const float* P, int ldp,
-                           float* O, int ldo);
+  // tiles agree bit for bit. ahead: as localLogits takes it, for value rows.
+  void (*accumulateValues)(int R, int n, const void* const* values, const void* const* ahead, KVType type, int D,
+                           const float* P, int ldp, float* O, int ldo);
 
   // A decode tile of n <= 64 local keys at head dim 8, end to end, for keys whose rows are
   // consecutive in memory (K row c at k + 8 c elements, V row c at v + 8 c) and whose positions
@@ -73,6 +77,17 @@ struct KernelOps {
   // with the f32 rows' bits); otherwise the caller widens them into f32 rows first (loadRows).
   bool readsQ8;
 };
+
+// Asks the memory system for the cache lines of [row, row + bytes); a hint, nothing is read.
+inline void prefetchRow(const void* row, int64_t bytes) {
+#if defined(__GNUC__)
+  const uintptr_t first = reinterpret_cast<uintptr_t>(row) & ~uintptr_t{63};
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(row) + static_cast<uintptr_t>(bytes) - 1) & ~uintptr_t{63};
+  for (uintptr_t a = first; a <= last; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a));
+#else
+  (void)row, (void)bytes;
+#endif
+}
 
 const KernelOps& portableOps();
 // nullptr when this build or CPU has no AVX2/FMA/F16C path.

@@ -327,12 +327,14 @@ LMI_AVX2 inline void dotStep(__m256* acc, const float* Q, int ldq, int i, __m256
 }
 
 template <int R, KVType T>
-LMI_AVX2 void localLogitsRows(int n, const void* const* keys, int D, int rd, RopePairing pairing,
-                              const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
-                              int ldo) {
+LMI_AVX2 void localLogitsRows(int n, const void* const* keys, const void* const* ahead, int D, int rd,
+                              RopePairing pairing, const float* const* C, const float* const* S, const float* Q,
+                              int ldq, float* out, int ldo) {
   const int turned = C != nullptr ? rd : 0;
+  const int64_t rowBytes = kvBytes(T, D);
   for (int c = 0; c < n; c++) {
     const void* key = keys[c];
+    if (ahead != nullptr) prefetchRow(ahead[c], rowBytes);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     if (pairing == RopePairing::NeoX && turned > 0) {
       // Pairs (k, k + rd/2): chunk i of the first half with chunk i of the second, as rotate().
@@ -404,9 +406,9 @@ LMI_AVX2 void localLogitsDim8(int n, const void* const* keys, const float* const
 }
 
 template <KVType T>
-LMI_AVX2 void localLogitsType(int R, int n, const void* const* keys, int D, int rd, RopePairing pairing,
-                              const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
-                              int ldo) {
+LMI_AVX2 void localLogitsType(int R, int n, const void* const* keys, const void* const* ahead, int D, int rd,
+                              RopePairing pairing, const float* const* C, const float* const* S, const float* Q,
+                              int ldq, float* out, int ldo) {
   // At D 8 a rotation covers all 8 dims (rd % 8 == 0) and is Normal (NeoX needs rd % 16 == 0).
   if (D == 8) {
     switch (R) {
@@ -417,29 +419,33 @@ LMI_AVX2 void localLogitsType(int R, int n, const void* const* keys, int D, int 
     }
   }
   switch (R) {
-    case 1: localLogitsRows<1, T>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    case 2: localLogitsRows<2, T>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    case 3: localLogitsRows<3, T>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    default: localLogitsRows<4, T>(n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 1: localLogitsRows<1, T>(n, keys, ahead, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 2: localLogitsRows<2, T>(n, keys, ahead, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 3: localLogitsRows<3, T>(n, keys, ahead, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    default: localLogitsRows<4, T>(n, keys, ahead, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
   }
 }
 
-LMI_AVX2 void localLogits(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
-                          const float* const* C, const float* const* S, const float* Q, int ldq, float* out, int ldo) {
-  if (type == KVType::Q8_0) localLogitsType<KVType::Q8_0>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
-  else if (type == KVType::F16) localLogitsType<KVType::F16>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
-  else localLogitsType<KVType::F32>(R, n, keys, D, rd, pairing, C, S, Q, ldq, out, ldo);
+LMI_AVX2 void localLogits(int R, int n, const void* const* keys, const void* const* ahead, KVType type, int D, int rd,
+                          RopePairing pairing, const float* const* C, const float* const* S, const float* Q, int ldq,
+                          float* out, int ldo) {
+  if (type == KVType::Q8_0) localLogitsType<KVType::Q8_0>(R, n, keys, ahead, D, rd, pairing, C, S, Q, ldq, out, ldo);
+  else if (type == KVType::F16) localLogitsType<KVType::F16>(R, n, keys, ahead, D, rd, pairing, C, S, Q, ldq, out, ldo);
+  else localLogitsType<KVType::F32>(R, n, keys, ahead, D, rd, pairing, C, S, Q, ldq, out, ldo);
 }
 
-// Columns [d0, d0 + 8 W) of O for R rows, accumulated over all n values in microKernel's order.
+// Columns [d0, d0 + 8 W) of O for R rows, accumulated over all n values in microKernel's order;
+// asks for the rows ahead[c] (rowBytes each) as it goes, when ahead is not null.
 template <int R, int W, KVType T>
-LMI_AVX2 void accumulateSpan(int n, const void* const* values, int d0, const float* P, int ldp, float* O, int ldo) {
+LMI_AVX2 void accumulateSpan(int n, const void* const* values, const void* const* ahead, int64_t rowBytes, int d0,
+                             const float* P, int ldp, float* O, int ldo) {
   __m256 acc[R][W];
 #pragma GCC unroll 4
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
     for (int w = 0; w < W; w++) acc[r][w] = _mm256_loadu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 8 * w);
   for (int c = 0; c < n; c++) {
+    if (ahead != nullptr) prefetchRow(ahead[c], rowBytes);
     __m256 v[W];
 #pragma GCC unroll 2
     for (int w = 0; w < W; w++) v[w] = load8<T>(values[c], d0 + 8 * w);
@@ -456,30 +462,33 @@ LMI_AVX2 void accumulateSpan(int n, const void* const* values, int d0, const flo
     for (int w = 0; w < W; w++) _mm256_storeu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 8 * w, acc[r][w]);
 }
 
-// Sixteen columns at a time, and a last eight when D % 16 == 8.
+// Sixteen columns at a time, and a last eight when D % 16 == 8; the first span asks for the rows ahead.
 template <int R, KVType T>
-LMI_AVX2 void accumulateRows(int n, const void* const* values, int D, const float* P, int ldp, float* O, int ldo) {
+LMI_AVX2 void accumulateRows(int n, const void* const* values, const void* const* ahead, int D, const float* P,
+                             int ldp, float* O, int ldo) {
+  const int64_t rowBytes = kvBytes(T, D);
   int d0 = 0;
-  for (; d0 + 16 <= D; d0 += 16) accumulateSpan<R, 2, T>(n, values, d0, P, ldp, O, ldo);
-  if (d0 < D) accumulateSpan<R, 1, T>(n, values, d0, P, ldp, O, ldo);
+  for (; d0 + 16 <= D; d0 += 16)
+    accumulateSpan<R, 2, T>(n, values, d0 == 0 ? ahead : nullptr, rowBytes, d0, P, ldp, O, ldo);
+  if (d0 < D) accumulateSpan<R, 1, T>(n, values, d0 == 0 ? ahead : nullptr, rowBytes, d0, P, ldp, O, ldo);
 }
 
 template <KVType T>
-LMI_AVX2 void accumulateType(int R, int n, const void* const* values, int D, const float* P, int ldp, float* O,
-                             int ldo) {
+LMI_AVX2 void accumulateType(int R, int n, const void* const* values, const void* const* ahead, int D, const float* P,
+                             int ldp, float* O, int ldo) {
   switch (R) {
-    case 1: accumulateRows<1, T>(n, values, D, P, ldp, O, ldo); break;
-    case 2: accumulateRows<2, T>(n, values, D, P, ldp, O, ldo); break;
-    case 3: accumulateRows<3, T>(n, values, D, P, ldp, O, ldo); break;
-    default: accumulateRows<4, T>(n, values, D, P, ldp, O, ldo); break;
+    case 1: accumulateRows<1, T>(n, values, ahead, D, P, ldp, O, ldo); break;
+    case 2: accumulateRows<2, T>(n, values, ahead, D, P, ldp, O, ldo); break;
+    case 3: accumulateRows<3, T>(n, values, ahead, D, P, ldp, O, ldo); break;
+    default: accumulateRows<4, T>(n, values, ahead, D, P, ldp, O, ldo); break;
   }
 }
 
-LMI_AVX2 void accumulateValues(int R, int n, const void* const* values, KVType type, int D, const float* P, int ldp,
-                               float* O, int ldo) {
-  if (type == KVType::Q8_0) accumulateType<KVType::Q8_0>(R, n, values, D, P, ldp, O, ldo);
-  else if (type == KVType::F16) accumulateType<KVType::F16>(R, n, values, D, P, ldp, O, ldo);
-  else accumulateType<KVType::F32>(R, n, values, D, P, ldp, O, ldo);
+LMI_AVX2 void accumulateValues(int R, int n, const void* const* values, const void* const* ahead, KVType type, int D,
+                               const float* P, int ldp, float* O, int ldo) {
+  if (type == KVType::Q8_0) accumulateType<KVType::Q8_0>(R, n, values, ahead, D, P, ldp, O, ldo);
+  else if (type == KVType::F16) accumulateType<KVType::F16>(R, n, values, ahead, D, P, ldp, O, ldo);
+  else accumulateType<KVType::F32>(R, n, values, ahead, D, P, ldp, O, ldo);
 }
 
 const KernelOps kAvx2 = {gemm, gemmNT, loadRows, rotate, transpose, softmaxTile, localLogits, accumulateValues,

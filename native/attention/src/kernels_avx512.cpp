@@ -151,14 +151,17 @@ LMI_AVX512 inline __m128 block(__m512 z, int b) {
 // except that three rows take a fourth, empty one). Key j of row r goes to input
 // 4 (j % 4) + r + RP (j / 4), so block r + RP (j / 4) of the sums holds row r's keys j..j+3 in order.
 template <int R, int NV>
-LMI_AVX512 void localLogitsRows(int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
-                                const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
-                                int ldo) {
+LMI_AVX512 void localLogitsRows(int n, const void* const* keys, const void* const* ahead, KVType type, int D, int rd,
+                                RopePairing pairing, const float* const* C, const float* const* S, const float* Q,
+                                int ldq, float* out, int ldo) {
   constexpr int RP = R == 3 ? 4 : R;
   constexpr int KG = 16 / RP;  // keys per group
   const int nv = NV ? NV : D / 16;
+  const int64_t rowBytes = kvBytes(type, D);
   for (int c0 = 0; c0 < n; c0 += KG) {
     const int m = n - c0 < KG ? n - c0 : KG;
+    if (ahead != nullptr)
+      for (int j = 0; j < m; j++) prefetchRow(ahead[c0 + j], rowBytes);
     __m512 x[16];
     if constexpr (RP != R) {
       for (int j = 0; j < KG; j++) x[4 * j + 3] = _mm512_setzero_ps();
@@ -365,16 +368,18 @@ LMI_AVX512 void accumulateDim8Rows(int R, int n, const void* const* values, cons
 
 // O[r][d0, d0 + 16 W) += sum over c < n of P[r][c] V_c for r < R: the R x W accumulators stay in
 // registers across the keys (enough independent FMA chains to keep both 512-bit ports busy), and
-// each element takes one FMA per term in c order, as the AVX2 version does.
+// each element takes one FMA per term in c order, as the AVX2 version does. Asks for the rows
+// ahead[c] (rowBytes each) as it goes, when ahead is not null.
 template <int R, int W, KVType T>
-LMI_AVX512 void accumulateSpan(int n, const void* const* values, int d0, const float* P, int ldp, float* O,
-                               int ldo) {
+LMI_AVX512 void accumulateSpan(int n, const void* const* values, const void* const* ahead, int64_t rowBytes, int d0,
+                               const float* P, int ldp, float* O, int ldo) {
   __m512 acc[R][W];
 #pragma GCC unroll 4
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
     for (int w = 0; w < W; w++) acc[r][w] = _mm512_loadu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 16 * w);
   for (int c = 0; c < n; c++) {
+    if (ahead != nullptr) prefetchRow(ahead[c], rowBytes);
     __m512 v[W];
     if constexpr (T == KVType::Q8_0) {
 #pragma GCC unroll 4
@@ -402,40 +407,44 @@ LMI_AVX512 void accumulateSpan(int n, const void* const* values, int d0, const f
     for (int w = 0; w < W; w++) _mm512_storeu_ps(O + static_cast<int64_t>(r) * ldo + d0 + 16 * w, acc[r][w]);
 }
 
+// Sixty-four columns at a time; the first span asks for the rows ahead.
 template <int R, KVType T>
-LMI_AVX512 void accumulateRows(int n, const void* const* values, int D, const float* P, int ldp, float* O, int ldo) {
+LMI_AVX512 void accumulateRows(int n, const void* const* values, const void* const* ahead, int D, const float* P,
+                               int ldp, float* O, int ldo) {
+  const int64_t rowBytes = kvBytes(T, D);
   for (int d0 = 0; d0 < D; d0 += 64) {
+    const void* const* a = d0 == 0 ? ahead : nullptr;
     switch ((D - d0) / 16) {
-      case 1: accumulateSpan<R, 1, T>(n, values, d0, P, ldp, O, ldo); break;
-      case 2: accumulateSpan<R, 2, T>(n, values, d0, P, ldp, O, ldo); break;
-      case 3: accumulateSpan<R, 3, T>(n, values, d0, P, ldp, O, ldo); break;
-      default: accumulateSpan<R, 4, T>(n, values, d0, P, ldp, O, ldo); break;
+      case 1: accumulateSpan<R, 1, T>(n, values, a, rowBytes, d0, P, ldp, O, ldo); break;
+      case 2: accumulateSpan<R, 2, T>(n, values, a, rowBytes, d0, P, ldp, O, ldo); break;
+      case 3: accumulateSpan<R, 3, T>(n, values, a, rowBytes, d0, P, ldp, O, ldo); break;
+      default: accumulateSpan<R, 4, T>(n, values, a, rowBytes, d0, P, ldp, O, ldo); break;
     }
   }
 }
 
 template <KVType T>
-LMI_AVX512 void accumulateType(int R, int n, const void* const* values, int D, const float* P, int ldp, float* O,
-                               int ldo) {
+LMI_AVX512 void accumulateType(int R, int n, const void* const* values, const void* const* ahead, int D,
+                               const float* P, int ldp, float* O, int ldo) {
   switch (R) {
-    case 1: accumulateRows<1, T>(n, values, D, P, ldp, O, ldo); break;
-    case 2: accumulateRows<2, T>(n, values, D, P, ldp, O, ldo); break;
-    case 3: accumulateRows<3, T>(n, values, D, P, ldp, O, ldo); break;
-    default: accumulateRows<4, T>(n, values, D, P, ldp, O, ldo); break;
+    case 1: accumulateRows<1, T>(n, values, ahead, D, P, ldp, O, ldo); break;
+    case 2: accumulateRows<2, T>(n, values, ahead, D, P, ldp, O, ldo); break;
+    case 3: accumulateRows<3, T>(n, values, ahead, D, P, ldp, O, ldo); break;
+    default: accumulateRows<4, T>(n, values, ahead, D, P, ldp, O, ldo); break;
   }
 }
 
-LMI_AVX512 void accumulateValues(int R, int n, const void* const* values, KVType type, int D, const float* P, int ldp,
-                                 float* O, int ldo) {
+LMI_AVX512 void accumulateValues(int R, int n, const void* const* values, const void* const* ahead, KVType type,
+                                 int D, const float* P, int ldp, float* O, int ldo) {
   if (D == 8) {
     if (type == KVType::F16) accumulateDim8Rows<true>(R, n, values, P, ldp, O, ldo);
     else accumulateDim8Rows<false>(R, n, values, P, ldp, O, ldo);
     return;
   }
-  if (D % 16 != 0) return gAvx2->accumulateValues(R, n, values, type, D, P, ldp, O, ldo);
-  if (type == KVType::Q8_0) accumulateType<KVType::Q8_0>(R, n, values, D, P, ldp, O, ldo);
-  else if (type == KVType::F16) accumulateType<KVType::F16>(R, n, values, D, P, ldp, O, ldo);
-  else accumulateType<KVType::F32>(R, n, values, D, P, ldp, O, ldo);
+  if (D % 16 != 0) return gAvx2->accumulateValues(R, n, values, ahead, type, D, P, ldp, O, ldo);
+  if (type == KVType::Q8_0) accumulateType<KVType::Q8_0>(R, n, values, ahead, D, P, ldp, O, ldo);
+  else if (type == KVType::F16) accumulateType<KVType::F16>(R, n, values, ahead, D, P, ldp, O, ldo);
+  else accumulateType<KVType::F32>(R, n, values, ahead, D, P, ldp, O, ldo);
 }
 
 // The dense head-dim-8 decode tile (KernelOps::denseTileDim8), sixteen keys at a time: their rows
@@ -593,26 +602,26 @@ LMI_AVX512 void denseTileDim8(int R, int n, const void* k, const void* v, KVType
 }
 
 template <int NV>
-LMI_AVX512 void localLogitsWidth(int R, int n, const void* const* keys, KVType type, int D, int rd,
-                                 RopePairing pairing, const float* const* C, const float* const* S, const float* Q,
-                                 int ldq, float* out, int ldo) {
+LMI_AVX512 void localLogitsWidth(int R, int n, const void* const* keys, const void* const* ahead, KVType type, int D,
+                                 int rd, RopePairing pairing, const float* const* C, const float* const* S,
+                                 const float* Q, int ldq, float* out, int ldo) {
   switch (R) {
-    case 1: localLogitsRows<1, NV>(n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    case 2: localLogitsRows<2, NV>(n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    case 3: localLogitsRows<3, NV>(n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    default: localLogitsRows<4, NV>(n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 1: localLogitsRows<1, NV>(n, keys, ahead, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 2: localLogitsRows<2, NV>(n, keys, ahead, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 3: localLogitsRows<3, NV>(n, keys, ahead, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    default: localLogitsRows<4, NV>(n, keys, ahead, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
   }
 }
 
-LMI_AVX512 void localLogits(int R, int n, const void* const* keys, KVType type, int D, int rd, RopePairing pairing,
-                            const float* const* C, const float* const* S, const float* Q, int ldq, float* out,
-                            int ldo) {
+LMI_AVX512 void localLogits(int R, int n, const void* const* keys, const void* const* ahead, KVType type, int D,
+                            int rd, RopePairing pairing, const float* const* C, const float* const* S, const float* Q,
+                            int ldq, float* out, int ldo) {
   if (D % 16 != 0 || (C != nullptr && rd % (pairing == RopePairing::NeoX ? 32 : 16) != 0))
-    return gAvx2->localLogits(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo);
+    return gAvx2->localLogits(R, n, keys, ahead, type, D, rd, pairing, C, S, Q, ldq, out, ldo);
   switch (D) {
-    case 64: localLogitsWidth<4>(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    case 128: localLogitsWidth<8>(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
-    default: localLogitsWidth<0>(R, n, keys, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 64: localLogitsWidth<4>(R, n, keys, ahead, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    case 128: localLogitsWidth<8>(R, n, keys, ahead, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
+    default: localLogitsWidth<0>(R, n, keys, ahead, type, D, rd, pairing, C, S, Q, ldq, out, ldo); break;
   }
 }
 

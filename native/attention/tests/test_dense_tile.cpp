@@ -91,7 +91,7 @@ void checkCase(Rng& rng, const detail::KernelOps& parts, const detail::KernelOps
     }
     const int Np = (n + 7) & ~7;
     std::vector<float> logits(static_cast<size_t>(R) * 64, -std::numeric_limits<float>::infinity());
-    parts.localLogits(R, n, kp.data(), type, 8, 8, RopePairing::Normal, rope ? C.data() : nullptr,
+    parts.localLogits(R, n, kp.data(), nullptr, type, 8, 8, RopePairing::Normal, rope ? C.data() : nullptr,
                       rope ? S.data() : nullptr, Qt.data(), ld, logits.data(), 64);
     parts.softmaxTile(logits.data(), 64, R, Np, mB.data(), lB.data(), oB.data(), ld, ld);
     // What the value sums may lose to their order: (n + 1) roundings of the largest partial sum.
@@ -103,8 +103,8 @@ void checkCase(Rng& rng, const detail::KernelOps& parts, const detail::KernelOps
         mag[static_cast<size_t>(r) * 8 + d] = a;
       }
     std::vector<float> oOneChain(oB);
-    parts.accumulateValues(R, n, vp.data(), type, 8, logits.data(), 64, oB.data(), ld);
-    avx2.accumulateValues(R, n, vp.data(), type, 8, logits.data(), 64, oOneChain.data(), ld);
+    parts.accumulateValues(R, n, vp.data(), nullptr, type, 8, logits.data(), 64, oB.data(), ld);
+    avx2.accumulateValues(R, n, vp.data(), nullptr, type, 8, logits.data(), 64, oOneChain.data(), ld);
 
     for (int r = 0; r < R; r++) {
       LMI_CHECK(same(mA[r], mB[r]), "case %d tile %d row %d (n %d): running max %.9g, parts %.9g", idx, t, r, n,

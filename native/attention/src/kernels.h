@@ -48,8 +48,9 @@ struct KernelOps {
   // coefficients (rd each, RopeTable::laneCoeffs), so that a turn is a multiply, a lane swap and an FMA.
   //
   // ahead: null, or n row addresses (rows of the same type and D) that the call asks the memory
-  // system for, one as it takes each key, so that a tile's keys can be on their way while the
-  // tile before it computes. They are never read and change no result (ignored at D 8).
+  // system for as it goes through the keys (ahead[c] about when it takes key c), so that the next
+  // tile's rows are on their way while this one computes. They are never read and change no
+  // result; the head-dim-8 paths may ignore them.
   void (*localLogits)(int R, int n, const void* const* keys, const void* const* ahead, KVType type, int D, int rd,
                       RopePairing pairing, const float* const* C, const float* const* S, const float* Q, int ldq,
                       float* out, int ldo);

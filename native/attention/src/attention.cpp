@@ -599,7 +599,6 @@ class Worker {
     std::fill(sc_.l.begin(), sc_.l.begin() + R_, 0.0f);
     std::fill(sc_.o.begin(), sc_.o.begin() + static_cast<size_t>(R_) * P_.Dp, 0.0f);
     std::fill(sc_.topN.begin(), sc_.topN.begin() + R_, 0);
-    asked_ = 0;
     nextAt_ = -1;
 
     // This split's share [t0, t1) of the block's tiles, in visiting order.
@@ -709,14 +708,14 @@ class Worker {
       return;
     }
     // Decode blocks: a fused tile asks for the next tile's rows key by key while it computes
-    // (asked_); a tile nobody asked for (an interval's first) asks for its own rows here. Asking
+    // (askedFor); a tile nobody asked for (an interval's first) asks for its own rows here. Asking
     // a whole tile ahead at once instead left a step's K/V reads from memory stalling the kernel.
     const bool fusedBlock = fusedRows_ && P_.fusedLocal;
     if (!fusedBlock && a < b) prefetch(false, g, a, static_cast<int>(std::min<int64_t>(kKT, b - a)));
     for (int64_t c0 = a; c0 < b; c0 += kKT) {
       const int n = static_cast<int>(std::min<int64_t>(kKT, b - c0));
       if (fusedBlock) {
-        if (c0 + n > asked_) {
+        if (!askedFor(c0, n)) {
           prefetch(false, g, c0, n);
           prefetch(true, g, c0, n);
         }
@@ -803,6 +802,10 @@ class Worker {
     }
   }
 
+  // Whether the fused tile before asked for the rows of sorted keys [c0, c0 + n) (and left their
+  // pointers in kPtr[flip_], vPtr[flip_]).
+  bool askedFor(int64_t c0, int n) const { return nextAt_ == c0 && nextN_ >= n; }
+
   // kp[c], vp[c] = the K and V rows of KV head g for sorted-key slot js[c], c < n.
   void rowPointers(int g, const int64_t* __restrict js, int n, const void** __restrict kp,
                    const void** __restrict vp) const {
@@ -811,7 +814,7 @@ class Worker {
     const char* v = static_cast<const char*>(p_.v) + kvBytes(t, static_cast<int64_t>(g) * P_.vHeadStride);
     const int64_t ks = kvBytes(t, P_.kStride), vs = kvBytes(t, P_.vStride), nSlot = p_.nSlot;
     if (js[n - 1] < nSlot && consecutive(js, n)) {
-      // Consecutive slots (a ring's run): a loop the compiler vectorizes.
+      // Consecutive slots (a ring's run): one stride from the first row, no per-key branch.
       const char* k0 = k + js[0] * ks;
       const char* v0 = v + js[0] * vs;
       for (int c = 0; c < n; c++) {
@@ -843,7 +846,7 @@ class Worker {
     const int64_t* js = P_.sSlot + c0;
     const void** kp = sc_.kPtr[flip_].data();
     const void** vp = sc_.vPtr[flip_].data();
-    if (nextAt_ != c0 || nextN_ < n) rowPointers(g, js, n, kp, vp);  // else the tile before found them
+    if (!askedFor(c0, n)) rowPointers(g, js, n, kp, vp);  // else the tile before found them
     // Key c asks for the rows of sorted key c0 + kKT + c (the next tile's c-th) within the
     // interval; past its end, for its own again (already in cache by then).
     const void** ka = sc_.kPtr[flip_ ^ 1].data();
@@ -856,7 +859,6 @@ class Worker {
         ka[c] = kp[c];
         va[c] = vp[c];
       }
-      asked_ = std::max(asked_, to);
       nextAt_ = c0 + kKT;
       nextN_ = m;
       flip_ ^= 1;
@@ -1130,9 +1132,8 @@ class Worker {
   bool rowKeys_ = false;
   bool fusedRows_ = false;
   int64_t intervalEnd_ = 0;  // the end of the sorted-key interval being visited
-  int64_t asked_ = 0;        // sorted keys before it whose rows a fused tile has asked for
-  int64_t nextAt_ = -1;      // the sorted key whose tile's row pointers kPtr[flip_] holds ...
-  int nextN_ = 0;            // ... for this many keys
+  int64_t nextAt_ = -1;      // the sorted key from which the last fused tile asked for rows ...
+  int nextN_ = 0;            // ... for this many keys (their pointers in kPtr[flip_], vPtr[flip_])
   int flip_ = 0;
   const float* qGlob_ = nullptr;
   const float* qMid_ = nullptr;

@@ -3,7 +3,7 @@
 //   lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]
 //                       [--head-dim D] [--local W] [--portable] [--decode-only]
 //                       [--layers N] [--partition] [--no-avx512] [--head-major]
-//                       [--rotary-dim R] [--neox] [--q8]
+//                       [--rotary-dim R] [--neox] [--q8] [--huge-pages]
 //
 // decode  : one query. Λ at window w: 10 global + w local keys (nLocal = limitDistance = w)
 //           at stream position 2^20; vanilla at window w: causal over w keys.
@@ -15,6 +15,8 @@
 // --no-avx512: keep to the AVX2 path where the CPU also has the AVX-512 decode tiles.
 // --partition: decode through runPartition(p, 0, 1), the engine's entry point (one thread),
 //           instead of run().
+// --huge-pages: ask for K/V memory in 2 MiB pages (madvise), as the engine's CPU K/V cache does:
+//           with --layers, decode's reads then miss the TLB once per 2 MiB rather than per 4 KiB.
 // --layers N: decode cycles through N independent K/V caches per timed call (as a model's
 //           layers do), so the keys come from memory rather than a cache warmed by the last call;
 //           times are per layer.
@@ -30,6 +32,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "lmi/attention.h"
 
@@ -59,10 +63,32 @@ uint16_t toHalf(float f) {  // round to nearest even; inputs are small and norma
   return sign | static_cast<uint16_t>(h);
 }
 
+// Memory in 2 MiB-aligned blocks that the kernel is asked to back with huge pages (madvise), when
+// gHugePages is set (--huge-pages).
+bool gHugePages = false;
+template <class T>
+struct HugeAllocator {
+  using value_type = T;
+  HugeAllocator() = default;
+  template <class U>
+  HugeAllocator(const HugeAllocator<U>&) {}
+  T* allocate(size_t n) {
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t bytes = (n * sizeof(T) + kHuge - 1) / kHuge * kHuge;
+    void* p = std::aligned_alloc(kHuge, bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    if (gHugePages) madvise(p, bytes, MADV_HUGEPAGE);
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  bool operator==(const HugeAllocator&) const { return true; }
+  bool operator!=(const HugeAllocator&) const { return false; }
+};
+
 struct Buffers {
   std::vector<float> q, out;
-  std::vector<uint16_t> k, v;
-  std::vector<uint8_t> kq, vq;  // --q8: random rows in Q8_0 blocks (read instead of k, v)
+  std::vector<uint16_t, HugeAllocator<uint16_t>> k, v;
+  std::vector<uint8_t, HugeAllocator<uint8_t>> kq, vq;  // --q8: random rows in Q8_0 blocks (read instead of k, v)
   std::vector<int64_t> slotPos, qPos;
 };
 
@@ -203,7 +229,8 @@ int usage() {
   std::fprintf(stderr,
                "usage: lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]\n"
                "                           [--head-dim D] [--local W] [--portable] [--decode-only] [--layers N]\n"
-               "                           [--partition] [--no-avx512] [--head-major] [--rotary-dim R] [--neox] [--q8]\n");
+               "                           [--partition] [--no-avx512] [--head-major] [--rotary-dim R] [--neox] [--q8]\n"
+               "                           [--huge-pages]\n");
   return 2;
 }
 
@@ -224,6 +251,7 @@ int main(int argc, char** argv) {
     else if (s == "--portable") c.portable = true;
     else if (s == "--decode-only") c.decodeOnly = true;
     else if (s == "--partition") c.partition = true;
+    else if (s == "--huge-pages") gHugePages = true;
     else if (s == "--no-avx512") c.noAvx512 = true;
     else if (s == "--head-major") c.headMajor = true;
     else if (s == "--neox") c.neox = true;

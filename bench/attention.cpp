@@ -3,7 +3,7 @@
 //   lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]
 //                       [--head-dim D] [--local W] [--portable] [--decode-only]
 //                       [--layers N] [--partition] [--no-avx512] [--head-major]
-//                       [--rotary-dim R] [--neox] [--q8] [--huge-pages]
+//                       [--rotary-dim R] [--neox] [--q8] [--huge-pages] [--turned-keys]
 //
 // decode  : one query. Λ at window w: 10 global + w local keys (nLocal = limitDistance = w)
 //           at stream position 2^20; vanilla at window w: causal over w keys.
@@ -15,6 +15,8 @@
 // --no-avx512: keep to the AVX2 path where the CPU also has the AVX-512 decode tiles.
 // --partition: decode through runPartition(p, 0, 1), the engine's entry point (one thread),
 //           instead of run().
+// --turned-keys: K rows taken as stored turned by R(j mod 64) (Problem::keyTurnPeriod 64, as the
+//           engine's CPU cache holds them): decode tiles turn their query rows instead of every key.
 // --huge-pages: ask for K/V memory in 2 MiB pages (madvise), as the engine's CPU K/V cache does:
 //           with --layers, decode's reads then miss the TLB once per 2 MiB rather than per 4 KiB.
 // --layers N: decode cycles through N independent K/V caches per timed call (as a model's
@@ -43,6 +45,7 @@ using namespace lmi::attn;
 
 struct Config {
   bool quick = false, json = false, portable = false, decodeOnly = false, partition = false, noAvx512 = false;
+  bool turnedKeys = false;
   bool headMajor = false, neox = false, q8 = false;
   int rotaryDim = 0;
   int threads = 0, layers = 1;
@@ -133,6 +136,7 @@ Problem problemFor(Buffers& b, const Config& c, bool lambda, int64_t nLocal, int
   p.kvType = c.q8 ? KVType::Q8_0 : KVType::F16;
   p.pe.rotaryDim = c.rotaryDim;
   p.pe.pairing = c.neox ? RopePairing::NeoX : RopePairing::Normal;
+  p.keyTurnPeriod = c.turnedKeys ? 64 : 0;
   if (c.headMajor) {  // the buffers hold random rows: only the addressing changes
     p.kSlotStride = p.vSlotStride = c.headDim;
     p.kHeadStride = p.vHeadStride = p.nSlot * c.headDim;
@@ -230,7 +234,7 @@ int usage() {
                "usage: lmi_bench_attention [--quick] [--json] [--threads N] [--heads H] [--kv-heads HKV]\n"
                "                           [--head-dim D] [--local W] [--portable] [--decode-only] [--layers N]\n"
                "                           [--partition] [--no-avx512] [--head-major] [--rotary-dim R] [--neox] [--q8]\n"
-               "                           [--huge-pages]\n");
+               "                           [--huge-pages] [--turned-keys]\n");
   return 2;
 }
 
@@ -252,6 +256,7 @@ int main(int argc, char** argv) {
     else if (s == "--decode-only") c.decodeOnly = true;
     else if (s == "--partition") c.partition = true;
     else if (s == "--huge-pages") gHugePages = true;
+    else if (s == "--turned-keys") c.turnedKeys = true;
     else if (s == "--no-avx512") c.noAvx512 = true;
     else if (s == "--head-major") c.headMajor = true;
     else if (s == "--neox") c.neox = true;

@@ -36,6 +36,11 @@
 // middle logits use the un-rotated key against R(L)q and R(insertAt)q. All distances are
 // int64 differences; their cos/sin come from RopeTable (built in double), so shifting
 // every position and the origin by the same amount leaves the arithmetic unchanged.
+//
+// Turned keys (Problem::keyTurnPeriod M): the row of key j holds R(j mod M) k, i.e. the key turned
+// from its base j - (j mod M). Rotations then count from bases: a decode tile whose keys share one
+// base (its intervals cut so, Block::f0/f1) anchors at that base and turns only its query rows;
+// other tiles turn each key from its base, and global and middle logits turn the row back first.
 #include "lmi/attention.h"
 
 #include <algorithm>
@@ -85,6 +90,10 @@ inline bool consecutive(const int64_t* v, int n) {
   return off == 0;
 }
 
+// The position a stored key's turn is relative to: j - (j mod period) for keys stored turned by
+// R(j mod period) (Problem::keyTurnPeriod), j itself for un-turned ones (period 0). j >= 0.
+inline int64_t turnBase(int64_t j, int64_t period) { return period > 0 ? j - j % period : j; }
+
 struct TopEntry {
   float v;      // the middle logit (scaled, with bias)
   int64_t idx;  // index into the sorted key list
@@ -97,9 +106,14 @@ struct Block {
   int64_t pmin = 0, pmax = 0;
   int64_t a0 = 0, b0 = 0, a1 = 0, b1 = 0;  // visited sorted-key intervals [a0, b0), [a1, b1)
   int64_t visited() const { return (b0 - a0) + (b1 - a1); }
-  // Tiles of up to kKT keys, each interval cut from its start.
-  int64_t tiles0() const { return (b0 - a0 + kKT - 1) / kKT; }
-  int64_t tiles() const { return tiles0() + (b1 - a1 + kKT - 1) / kKT; }
+  // Tiles of up to kKT keys, each interval cut from its start: its first tile takes f0 / f1 keys,
+  // every later one kKT (the last what is left). f is kKT but in decode blocks over turned keys,
+  // where the first tile ends at the next turn base, so that (with a period of kKT and consecutive
+  // positions) each tile's keys share one base.
+  int f0 = kKT, f1 = kKT;
+  static int64_t tileCount(int64_t len, int f) { return len <= 0 ? 0 : len <= f ? 1 : 1 + (len - f + kKT - 1) / kKT; }
+  int64_t tiles0() const { return tileCount(b0 - a0, f0); }
+  int64_t tiles() const { return tiles0() + tileCount(b1 - a1, f1); }
 };
 
 // Per-call storage for the plan (kept in a pooled Scratch so it is reused across calls).
@@ -129,6 +143,7 @@ struct Plan {
   const KernelOps* ops = nullptr;
   int G = 1, D = 0, Dp = 0, rd = 0;
   bool rope = false, alibi = false, lambda = true, topk = false;
+  int64_t turn = 0;  // Problem::keyTurnPeriod: keys stored turned by R(j mod turn); 0: not turned
   bool fusedLocal = false;  // decode tiles of local keys go to ops->localLogits / accumulateValues
   bool denseDim8 = false;   // ... or, when their rows and positions are consecutive, to ops->denseTileDim8
   int kEff = 0;  // top-k entries kept per row: min(k, keys)
@@ -170,6 +185,7 @@ struct Scratch {
   std::vector<const void*> kPtr[2], vPtr[2];
   std::vector<const float*> cPtr, sPtr;  // ... and its RoPE coefficients
   std::vector<float> ropeTile;           // coefficients computed for distances beyond the table
+  std::vector<int64_t> turnBases;        // turned keys: each key's turn base
   PlanStore plan;
 
   void ensure(const Plan& P) {
@@ -195,6 +211,7 @@ struct Scratch {
     grow(topN, rows);
     for (auto* v : {&kPtr[0], &vPtr[0], &kPtr[1], &vPtr[1]}) grow(*v, kKT);
     for (auto* v : {&cPtr, &sPtr}) grow(*v, kKT);
+    grow(turnBases, kKT);
     grow(ropeTile, static_cast<size_t>(kKT) * 2 * std::max(P.rd, 1));
   }
 };
@@ -397,6 +414,7 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   P.D = p.headDim;
   P.Dp = roundUp8(p.headDim);
   P.rope = p.pe.kind == Encoding::Rope;
+  P.turn = P.rope ? p.keyTurnPeriod : 0;
   P.rd = P.rope ? (p.pe.rotaryDim ? p.pe.rotaryDim : p.headDim) : 0;
   P.alibi = p.pe.kind == Encoding::Alibi;
   P.lambda = p.mask.lambda;
@@ -423,6 +441,8 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   const int64_t* pe = pb + P.nS;
   P.gEnd = P.lambda ? std::partition_point(pb, pe, [&](int64_t j) { return j - mk.origin < mk.nGlobal; }) - pb : 0;
   P.kEff = P.topk ? static_cast<int>(std::min<int64_t>(p.topK.k, std::max<int64_t>(P.nS, 1))) : 0;
+  P.fusedLocal = ops->localLogits != nullptr && (p.kvType != KVType::Q8_0 || ops->readsQ8) && P.D % 8 == 0 &&
+                 P.D <= 256 && (!P.rope || P.rd % (p.pe.pairing == RopePairing::NeoX ? 16 : 8) == 0);
 
   // Queries sorted by (position, index) and cut into blocks.
   ps.qs.clear();
@@ -445,26 +465,41 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
     b.pmin = p0;
     b.pmax = ps.qs[end - 1].first;
     const int64_t hi = std::partition_point(pb, pe, [&](int64_t j) { return j <= b.pmax; }) - pb;
-    if (!P.lambda || P.topk) {
-      b.a0 = 0;
+    // Over turned keys a decode block's window keys get an interval of their own, whose tiles can
+    // then start at turn bases (Block::f1); the two intervals cover the same keys as one.
+    const bool turnedDecode = P.turn > 0 && P.fusedLocal && (end - start) * P.G <= kFusedMaxRows;
+    const int64_t lo =
+        P.lambda ? std::partition_point(pb, pb + hi, [&](int64_t j) { return b.pmin - j >= mk.nLocal; }) - pb : 0;
+    const int64_t g = P.lambda && !P.topk ? std::min(P.gEnd, hi) : 0;
+    b.a0 = 0;
+    if (P.lambda && !P.topk && lo > g) {  // the global prefix, then the window
+      b.b0 = g;
+      b.a1 = lo;
+      b.b1 = hi;
+    } else if (turnedDecode) {  // everything before the window, then the window
+      b.b0 = lo;
+      b.a1 = lo;
+      b.b1 = hi;
+    } else {  // one interval: all keys up to the block's last query (vanilla, top-k, a short stream)
       b.b0 = hi;
       b.a1 = b.b1 = hi;
-    } else {
-      const int64_t g = std::min(P.gEnd, hi);
-      const int64_t lo = std::partition_point(pb, pb + hi, [&](int64_t j) { return b.pmin - j >= mk.nLocal; }) - pb;
-      if (lo <= g) {
-        b.a0 = 0;
-        b.b0 = hi;
-        b.a1 = b.b1 = hi;
-      } else {
-        b.a0 = 0;
-        b.b0 = g;
-        b.a1 = lo;
-        b.b1 = hi;
-      }
     }
     ps.blocks.push_back(b);
     start = end;
+  }
+  if (P.turn > 0 && P.fusedLocal) {
+    // Turned keys: a fused decode block's first tile of an interval ends at the next turn base.
+    auto firstTile = [&](int64_t a, int64_t b) {
+      if (b <= a) return kKT;
+      const int64_t end = turnBase(pb[a], P.turn) + P.turn;
+      return static_cast<int>(std::partition_point(pb + a, pb + std::min(b, a + kKT), [&](int64_t j) { return j < end; }) -
+                              (pb + a));
+    };
+    for (Block& b : ps.blocks)
+      if ((b.qEnd - b.qBegin) * P.G <= kFusedMaxRows) {
+        b.f0 = firstTile(b.a0, b.b0);
+        b.f1 = firstTile(b.a1, b.b1);
+      }
   }
   P.blocks = ps.blocks.data();
   P.nBlocks = static_cast<int64_t>(ps.blocks.size());
@@ -496,8 +531,6 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
       ps.table = ropeTable(p.pe.thetaBase, p.pe.freqScale, P.rd);
     P.table = ps.table;
   }
-  P.fusedLocal = ops->localLogits != nullptr && (p.kvType != KVType::Q8_0 || ops->readsQ8) && P.D % 8 == 0 &&
-                 P.D <= 256 && (!P.rope || P.rd % (p.pe.pairing == RopePairing::NeoX ? 16 : 8) == 0);
   P.denseDim8 = P.fusedLocal && ops->denseTileDim8 != nullptr && P.D == 8 && !P.alibi && P.kStride == 8 &&
                 P.vStride == 8 && (!P.rope || P.table->runCoeffs() != nullptr);
 
@@ -612,8 +645,8 @@ class Worker {
   void visitTiles(int64_t u0, int64_t u1) {
     const Block& blk = *blk_;
     const int64_t T0 = blk.tiles0();
-    visit(blk, g_, blk.a0, blk.b0, std::min(u0, T0), std::min(u1, T0));
-    visit(blk, g_, blk.a1, blk.b1, std::max<int64_t>(u0 - T0, 0), std::max<int64_t>(u1 - T0, 0));
+    visit(blk, g_, blk.a0, blk.b0, blk.f0, std::min(u0, T0), std::min(u1, T0));
+    visit(blk, g_, blk.a1, blk.b1, blk.f1, std::max<int64_t>(u0 - T0, 0), std::max<int64_t>(u1 - T0, 0));
   }
 
   int64_t tileEnd() const { return t1_; }
@@ -684,6 +717,16 @@ class Worker {
     }
   }
 
+  // x = R(-dist) x: a turned key's row back to the key (x: Dp floats, dist > 0).
+  void turnBack(float* x, int64_t dist) {
+    const float* C;
+    const float* S;
+    P_.table->coeffs(dist, &C, &S, sc_.ropeTmp.data());
+    float* y = sc_.acc.data();
+    ops_.rotate(x, y, P_.rd, P_.Dp, p_.pe.pairing, C, S, -1.0f);
+    std::memcpy(x, y, sizeof(float) * P_.Dp);
+  }
+
   // y = scale * R(dist) x (R = identity without RoPE).
   void placeQuery(const float* x, float* y, int64_t dist) {
     if (P_.rope) {
@@ -697,23 +740,29 @@ class Worker {
     for (int d = 0; d < P_.Dp; d++) y[d] *= p_.scale;
   }
 
-  // Tiles [tBeg, tEnd) of the sorted-key interval [a, b).
-  void visit(const Block& blk, int g, int64_t a, int64_t b, int64_t tBeg, int64_t tEnd) {
+  // Tiles [tBeg, tEnd) of the sorted-key interval [a, b), whose first tile has f keys (Block).
+  void visit(const Block& blk, int g, int64_t a, int64_t b, int f, int64_t tBeg, int64_t tEnd) {
     intervalEnd_ = b;
-    b = std::min(b, a + tEnd * kKT);
-    a += tBeg * kKT;
+    auto tileStart = [&](int64_t u) { return u == 0 ? a : std::min(b, a + f + (u - 1) * kKT); };
+    const int64_t hi = tileStart(tEnd);
+    auto tileKeys = [&](int64_t c0) { return static_cast<int>(std::min<int64_t>(c0 == a ? f : kKT, hi - c0)); };
+    const int64_t lo = tileStart(tBeg);
+    const bool fusedBlock = fusedRows_ && P_.fusedLocal;
     // Dense head-dim-8 rows are 16 or 32 bytes, mostly in runs the hardware prefetcher follows.
     if (P_.denseDim8) {
-      for (int64_t c0 = a; c0 < b; c0 += kKT) tile(blk, g, c0, static_cast<int>(std::min<int64_t>(kKT, b - c0)));
+      for (int64_t c0 = lo, n; c0 < hi; c0 += n) {
+        n = tileKeys(c0);
+        tile(blk, g, c0, static_cast<int>(n));
+      }
       return;
     }
     // Decode blocks: a fused tile asks for the next tile's rows key by key while it computes
     // (askedFor); a tile nobody asked for (an interval's first) asks for its own rows here. Asking
     // a whole tile ahead at once instead left a step's K/V reads from memory stalling the kernel.
-    const bool fusedBlock = fusedRows_ && P_.fusedLocal;
-    if (!fusedBlock && a < b) prefetch(false, g, a, static_cast<int>(std::min<int64_t>(kKT, b - a)));
-    for (int64_t c0 = a; c0 < b; c0 += kKT) {
-      const int n = static_cast<int>(std::min<int64_t>(kKT, b - c0));
+    if (!fusedBlock && lo < hi) prefetch(false, g, lo, tileKeys(lo));
+    for (int64_t c0 = lo, step; c0 < hi; c0 += step) {
+      const int n = tileKeys(c0);
+      step = n;
       if (fusedBlock) {
         if (!askedFor(c0, n)) {
           prefetch(false, g, c0, n);
@@ -723,7 +772,7 @@ class Worker {
         // The rows of a tile are scattered by slot: ask for this tile's values and the
         // next tile's keys while this one computes.
         prefetch(true, g, c0, n);
-        if (c0 + kKT < b) prefetch(false, g, c0 + kKT, static_cast<int>(std::min<int64_t>(kKT, b - c0 - kKT)));
+        if (c0 + n < hi) prefetch(false, g, c0 + n, tileKeys(c0 + n));
       }
       tile(blk, g, c0, n);
     }
@@ -847,32 +896,44 @@ class Worker {
     const void** kp = sc_.kPtr[flip_].data();
     const void** vp = sc_.vPtr[flip_].data();
     if (!askedFor(c0, n)) rowPointers(g, js, n, kp, vp);  // else the tile before found them
-    // Key c asks for the rows of sorted key c0 + kKT + c (the next tile's c-th) within the
+    // Key c asks for the rows of sorted key c0 + n + c (the next tile's c-th) within the
     // interval; past its end, for its own again (already in cache by then).
     const void** ka = sc_.kPtr[flip_ ^ 1].data();
     const void** va = sc_.vPtr[flip_ ^ 1].data();
     {
-      const int64_t to = std::min(c0 + kKT + n, intervalEnd_);
-      const int m = static_cast<int>(std::max<int64_t>(to - (c0 + kKT), 0));
-      if (m > 0) rowPointers(g, P_.sSlot + c0 + kKT, m, ka, va);
+      const int64_t to = std::min(c0 + 2 * static_cast<int64_t>(n), intervalEnd_);
+      const int m = static_cast<int>(std::max<int64_t>(to - (c0 + n), 0));
+      if (m > 0) rowPointers(g, P_.sSlot + c0 + n, m, ka, va);
       for (int c = m; c < n; c++) {
         ka[c] = kp[c];
         va[c] = vp[c];
       }
-      nextAt_ = c0 + kKT;
+      nextAt_ = c0 + n;
       nextN_ = m;
       flip_ ^= 1;
     }
     const float* qLoc = sc_.qLoc.data();
     const float* const* C = nullptr;
     const float* const* S = nullptr;
-    if (P_.rope) {
-      const int64_t anchor = jp[n - 1];
+    if (P_.rope && P_.turn > 0 && turnBase(jp[0], P_.turn) == turnBase(jp[n - 1], P_.turn)) {
+      // Keys stored turned, all from one base (Block::f1): the row of key j holds R(j - base) k,
+      // which is the R(j - a) k this tile needs for the anchor a = base; only the query rows turn.
+      qLoc = queriesFrom(blk, turnBase(jp[n - 1], P_.turn));
+    } else if (P_.rope) {
+      // Turned keys (a tile that spans two bases: positions that are not consecutive) turn from
+      // their bases, un-turned ones from their positions.
+      const int64_t* kpos = jp;
+      if (P_.turn > 0) {
+        int64_t* bases = sc_.turnBases.data();
+        for (int c = 0; c < n; c++) bases[c] = turnBase(jp[c], P_.turn);
+        kpos = bases;
+      }
+      const int64_t anchor = kpos[n - 1];
       const float** cp = sc_.cPtr.data();
       const float** sp = sc_.sPtr.data();
       const RopeTable& table = *P_.table;
       const int rd = P_.rd;
-      if (p_.pe.pairing == RopePairing::Normal && n <= RopeTable::kLaneRows && consecutive(jp, n)) {
+      if (p_.pe.pairing == RopePairing::Normal && n <= RopeTable::kLaneRows && consecutive(kpos, n)) {
         // Consecutive positions: key c is at distance n - 1 - c, the precomputed rows in reverse.
         const float* last = table.laneRow(n - 1);
         const int64_t step = 2 * static_cast<int64_t>(rd);
@@ -881,22 +942,28 @@ class Worker {
           sp[c] = last - c * step + rd;
         }
       } else if (p_.pe.pairing == RopePairing::Normal) {
+        int64_t lastD = -1;  // keys of one turn base share a distance: computed once for them
+        const float* lastRow = nullptr;
         for (int c = 0; c < n; c++) {
-          const int64_t d = anchor - jp[c];
+          const int64_t d = anchor - kpos[c];
           const float* row;
           if (d < RopeTable::kLaneRows) {
             row = table.laneRow(d);
+          } else if (d == lastD) {
+            row = lastRow;
           } else {
             float* t = sc_.ropeTile.data() + static_cast<size_t>(c) * 2 * rd;
             table.laneCoeffs(d, t);
             row = t;
+            lastD = d;
+            lastRow = t;
           }
           cp[c] = row;
           sp[c] = row + rd;
         }
       } else {
         for (int c = 0; c < n; c++) {
-          const int64_t d = anchor - jp[c];
+          const int64_t d = anchor - kpos[c];
           const float* row = d < RopeTable::kLo ? table.builtLowRow(d) : nullptr;
           if (row != nullptr) {
             cp[c] = row;
@@ -937,8 +1004,9 @@ class Worker {
     const float* qC = nullptr;  // the query rows' turn, as queriesFrom() would give it
     const float* qS = nullptr;
     if (P_.rope) {
-      run = P_.table->runCoeffs();
-      const int64_t d = blk.pmax - P_.sPos[c0 + n - 1];
+      // Turned keys share one base here (tile()): they need no turn, the query rows turn to it.
+      run = P_.turn > 0 ? nullptr : P_.table->runCoeffs();
+      const int64_t d = blk.pmax - turnBase(P_.sPos[c0 + n - 1], P_.turn);
       if (d != 0) {
         const float* row = d < RopeTable::kLo ? P_.table->builtLowRow(d) : nullptr;
         if (row != nullptr) {
@@ -981,7 +1049,9 @@ class Worker {
     }
 
     if (kind == Kind::AllLocal && fusedRows_ && P_.fusedLocal) {
-      if (P_.denseDim8 && P_.runEnd[c0] >= c0 + n) return denseTile(blk, g, c0, n);
+      if (P_.denseDim8 && P_.runEnd[c0] >= c0 + n &&
+          (P_.turn == 0 || turnBase(jp[0], P_.turn) == turnBase(jp[n - 1], P_.turn)))
+        return denseTile(blk, g, c0, n);
       return fusedLocalTile(blk, g, c0, n);
     }
 
@@ -1005,6 +1075,19 @@ class Worker {
     // Keys as rows (kRaw, kRot) for decode-sized blocks, transposed (ktRaw, ktLoc) otherwise.
     float* kRaw = sc_.kRaw.data();
     gatherRows(P_, sc_, false, g, js, n, kRaw);
+    // Turned keys: global and middle logits take the un-turned key, so turn it back then; local
+    // ones alone turn it from its base (as from its position when it is not turned).
+    const int64_t* kpos = jp;
+    if (P_.turn > 0) {
+      int64_t* bases = sc_.turnBases.data();
+      for (int c = 0; c < n; c++) bases[c] = turnBase(jp[c], P_.turn);
+      if (anyGlobal || anyMiddle) {
+        for (int c = 0; c < n; c++)
+          if (jp[c] != bases[c]) turnBack(kRaw + static_cast<size_t>(c) * Dp, jp[c] - bases[c]);
+      } else {
+        kpos = bases;
+      }
+    }
     zeroRows(kRaw, n, Np);
     const float* ktLoc = nullptr;
     const float* ktRaw = nullptr;
@@ -1016,11 +1099,11 @@ class Worker {
       // Decode-sized blocks turn the keys by R(j - a), a = the tile's last key, and their few query
       // rows by R(pmax - a) once per tile: the keys' coefficients are then the table's first rows,
       // which stay in cache, where R(j - pmax) would read a different row per key and per token.
-      const int64_t anchor = rowKeys_ ? jp[n - 1] : blk.pmax;
+      const int64_t anchor = rowKeys_ ? kpos[n - 1] : blk.pmax;
       for (int c = 0; c < n; c++) {
         const float* C;
         const float* S;
-        P_.table->coeffs(anchor - jp[c], &C, &S, tmp);  // R(j - anchor), j <= anchor
+        P_.table->coeffs(anchor - kpos[c], &C, &S, tmp);  // R(j - anchor), j <= anchor
         ops_.rotate(kRaw + static_cast<size_t>(c) * Dp, kRot + static_cast<size_t>(c) * Dp, P_.rd, Dp,
                     p_.pe.pairing, C, S, -1.0f);
       }

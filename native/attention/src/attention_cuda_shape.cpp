@@ -27,6 +27,7 @@ void validateShape(const Problem& p) {
   if (p.kvType == KVType::Q8_0) fail("the CUDA kernels read f32 or f16 K/V only (kvType Q8_0 is CPU-only)");
   if ((p.kHeadStride != 0 && p.kHeadStride != p.headDim) || (p.vHeadStride != 0 && p.vHeadStride != p.headDim))
     fail("the CUDA kernels read slot-major K/V only (kHeadStride and vHeadStride must be 0 or headDim)");
+  if (p.keyTurnPeriod != 0) fail("the CUDA kernels read un-turned keys only (keyTurnPeriod must be 0; it is CPU-only)");
   detail::validateShape(p, kMaxHeadDimCuda);
 }
 

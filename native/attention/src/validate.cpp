@@ -110,6 +110,10 @@ void validateShape(const Problem& p, int maxHeadDim) {
       fail("pe.kind must be None, Rope or Alibi");
   }
 
+  if (p.keyTurnPeriod < 0) fail("keyTurnPeriod must be >= 0 (got " + str(p.keyTurnPeriod) + ")");
+  if (p.keyTurnPeriod > kMaxPos) fail("keyTurnPeriod is too large (max 2^61)");
+  if (p.keyTurnPeriod > 0 && pe.kind != Encoding::Rope) fail("keyTurnPeriod needs RoPE (pe.kind Rope): only RoPE turns keys");
+
   const LambdaMask& m = p.mask;
   if (m.nLocal <= 0) fail("mask.nLocal must be > 0 (got " + str(m.nLocal) + ")");
   if (m.nLocal > kMaxPos) fail("mask.nLocal is too large (max 2^61)");

@@ -114,11 +114,14 @@ Result run(const Problem& p, double tieTolerance) {
       const int kvh = h / groups;
       for (int d = 0; d < D; d++) qv[d] = p.q[(static_cast<int64_t>(qi) * p.nHead + h) * D + d];
 
-      // logit of this query against slot s attended at relative distance dist
+      // logit of this query against slot s attended at relative distance dist. A key stored turned
+      // by R(j mod M) (keyTurnPeriod M) is R(-(j mod M)) of its row: <R(dist) q, R(-t) row> =
+      // <R(dist + t) q, row>.
       auto logit = [&](int64_t s, int64_t dist) {
         rq = qv;
         if (rope) {
-          const std::vector<double>& cs = angles(memo, p, rd, dist);
+          const int64_t t = p.keyTurnPeriod > 0 ? p.slotPos[s] % p.keyTurnPeriod : 0;
+          const std::vector<double>& cs = angles(memo, p, rd, dist + t);
           for (int k = 0; k < rd / 2; k++) {
             const int a = p.pe.pairing == RopePairing::NeoX ? k : 2 * k;
             const int b = p.pe.pairing == RopePairing::NeoX ? k + rd / 2 : 2 * k + 1;

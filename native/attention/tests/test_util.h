@@ -96,6 +96,7 @@ struct Case {
   PositionEncoding pe;
   LambdaMask mask;
   TopKMiddle topK;
+  int64_t keyTurnPeriod = 0;  // Problem::keyTurnPeriod (the rows are taken as stored turned)
   float scale = 1.0f;
   std::vector<float> q, kf, vf, slopes, out;
   std::vector<uint16_t> kh, vh;
@@ -205,6 +206,7 @@ struct Case {
     if (pe.kind == Encoding::Alibi) p.pe.alibiSlopes = slopes.data();
     p.mask = mask;
     p.topK = topK;
+    p.keyTurnPeriod = keyTurnPeriod;
     p.out = out.data();
     return p;
   }

@@ -98,6 +98,13 @@ struct Problem {
 
   float scale = 0.0f;  // logit scale, usually 1/sqrt(headDim); must be finite and > 0
   PositionEncoding pe;
+  // Keys stored already turned (RoPE only; 0: they are not). With keyTurnPeriod = M > 0 the K row
+  // of a key at position j, in a slot or in kNew, holds R(j mod M) k rather than k: k turned as
+  // RoPE turns a key at position j mod M (turnKeys() makes such rows). The attention is the same;
+  // what changes is the work: keys whose positions share floor(j / M) need one turn between them
+  // and the query, so a decode tile of them turns its few query rows once instead of every key.
+  // The angle stays below M radians however long the stream, so nothing is lost to large angles.
+  int64_t keyTurnPeriod = 0;
   LambdaMask mask;
   TopKMiddle topK;
 
@@ -128,6 +135,13 @@ void run(const Problem& p, const RunOptions& opts = {});
 // calling runPartition(p, ith, nth, opts) for every ith in [0, nth) computes the whole
 // problem. Does not validate; call validate() once first.
 void runPartition(const Problem& p, int ith, int nth, const RunOptions& opts = {});
+
+// Turns key rows for Problem::keyTurnPeriod: row i (nHeadKV heads of headDim f32 elements, each
+// head's first rotaryDim dims as pe pairs them) becomes R(pos[i] mod period) row i, with the
+// kernel's own RoPE coefficients (angles in double, cos/sin rounded to float). rowStride: elements
+// between rows. Throws InvalidArgument for a period <= 0, an encoding other than RoPE, or a bad shape.
+void turnKeys(float* rows, int64_t n, int64_t rowStride, int nHeadKV, int headDim, const int64_t* pos, int64_t period,
+              const PositionEncoding& pe);
 
 // Whether this process would take the AVX2/FMA path.
 bool cpuHasAvx2Fma();

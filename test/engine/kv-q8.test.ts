@@ -5,7 +5,9 @@
  *   through Q8_0 blocks itself: on F32 weights the engine must match it far more closely than it
  *   matches the unrounded (f32-cache) reference, so the cache really holds 8-bit rows and attends
  *   exactly what they stand for. Vanilla, Λ with a wrapping window, and top-k middle attention
- *   (whose archive copies 8-bit rows).
+ *   (whose archive copies 8-bit rows). The engine's CPU cache holds RoPE keys turned by
+ *   R(position mod 64) (attn::Problem::keyTurnPeriod), so the reference rounds them so too
+ *   (KEY_TURN); rounding them un-turned instead is far off (0.03), which the test also checks.
  * - Head-major and slot-major caches give the same bits (prefill chunks and decode steps through a
  *   wrapping ring, the segmented pass), and so do the segmented pass and the single graph; evalMany
  *   agrees with a sequence's own context.
@@ -24,6 +26,8 @@ import { SlotTable, specFromGguf, type Mask } from './spec-from-gguf';
 import { chunkedLogits, expectIdentical, logSoftmaxEach, stream } from './streams';
 
 const N = 64;
+// The engine's CPU K/V cache stores RoPE keys turned by R(position mod 64) (native/engine/src/key_turn.h).
+const KEY_TURN = 64;
 const TOKENS = randomTokens(N, 8);
 const LAMBDA = { nGlobal: 4, nLocal: 16, limitDistance: 16 };
 // 4 query heads of 32 dims over 2 KV heads: each K/V head row is one Q8_0 block.
@@ -45,12 +49,19 @@ describe("kvType 'q8_0'", () => {
     ['vanilla', { lambda: false, origin: 0, nGlobal: 0, nLocal: N, limitDistance: N } as Mask, [N], 'vanilla' as const],
     ['Λ, window 16 of 64', { lambda: true, origin: 0, ...LAMBDA } as Mask, [5, 1, 20, 1, 37], LAMBDA],
   ])('%s: matches the reference that rounds K/V through Q8_0 blocks', async (label, mask, chunks, attention) => {
-    const ref = (kvType: ReferenceForwardOptions['kvType']) => reference.forward(TOKENS, { attention, kvType });
+    const ref = (kvType: ReferenceForwardOptions['kvType'], keyTurnPeriod = KEY_TURN) =>
+      reference.forward(TOKENS, { attention, kvType, keyTurnPeriod });
     const got = logSoftmaxEach(await chunkedLogits(model, TOKENS, mask, chunks, 'q8_0'));
     const toQ8 = logProbGap(ref('q8_0'), got);
+    // The rounding of un-turned rows is not what the cache holds.
+    const toQ8Unturned = logProbGap(ref('q8_0', 0), got);
+    expect({ label, max: toQ8Unturned.max, ok: toQ8.max * 10 < toQ8Unturned.max }).toEqual({
+      label, max: toQ8Unturned.max, ok: true,
+    });
     const toF32 = logProbGap(ref('f32'), got);
     expect(toQ8.spread).toBeGreaterThan(8);
-    // Measured: max 2.5e-6 against the Q8_0 reference, 4.3e-2 against the unrounded one. The
+    // Measured: max 2.2e-6 against the Q8_0 reference (3.4e-2 rounding un-turned keys), 4.7e-2
+    // against the unrounded one. The
     // engine's quantizer (ggml's SIMD row quantizer) could round a value on a tie the other way: 2e-4.
     expect({ label, max: toQ8.max, ok: toQ8.max < 2e-4 }).toEqual({ label, max: toQ8.max, ok: true });
     expect({ label, ratio: toQ8.max / toF32.max, ok: toQ8.max * 100 < toF32.max }).toEqual({
@@ -72,10 +83,10 @@ describe("kvType 'q8_0'", () => {
     }
     const attention = { nGlobal: 4, nLocal: 24, limitDistance: 24, topK: o.topK };
     const tokens = randomTokens(o.total, o.seed);
-    const gap = logProbGap(reference.forward(tokens, { attention, kvType: 'q8_0' }), logSoftmaxEach(rows));
+    const gap = logProbGap(reference.forward(tokens, { attention, kvType: 'q8_0', keyTurnPeriod: KEY_TURN }), logSoftmaxEach(rows));
     const unrounded = logProbGap(reference.forward(tokens, { attention, kvType: 'f32' }), logSoftmaxEach(rows));
     expect(gap.spread).toBeGreaterThan(8);
-    // Measured 2.5e-6, against 0.30 to the unrounded reference (whose kept middle keys differ).
+    // Measured 2.7e-6, against 0.52 to the unrounded reference (whose kept middle keys differ).
     expect({ max: gap.max, ok: gap.max < 2e-4 && gap.max * 100 < unrounded.max }).toEqual({ max: gap.max, ok: true });
   });
 

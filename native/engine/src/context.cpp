@@ -158,6 +158,12 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& o) : 
   // Staging buffers, sized once.
   c.tokens.resize(static_cast<size_t>(o.maxBatch));
   c.qPos.resize(static_cast<size_t>(o.maxBatch));
+  c.keyTurn.period = keyTurnPeriod(*c.model, gpu);
+  c.keyTurn.pe = c.model->pe;
+  c.keyTurn.nHeadKV = static_cast<int>(hp.nHeadKV);
+  c.keyTurn.headDim = static_cast<int>(hp.headDim);
+  c.keyTurn.positions = c.qPos.data();  // sized once: the pointer stays
+  c.target.keyTurn = &c.keyTurn;
   c.slotIndex.resize(static_cast<size_t>(o.maxBatch));
   c.slotPos.assign(static_cast<size_t>(c.nSlotArchive), -1);
   c.slotStamp.assign(static_cast<size_t>(o.nSlot), 0);
@@ -346,6 +352,7 @@ void Context::run(float* logits) {
     p.qPos = c.qPos.data();
     p.scale = model.attnScale;
     p.pe = model.pe;
+    p.keyTurnPeriod = c.keyTurn.period;
     p.mask = c.mask;
     p.topK = il >= o.topKFromLayer ? c.topK : attn::TopKMiddle{};
     p.out = static_cast<float*>(node->data);
@@ -363,9 +370,11 @@ void Context::run(float* logits) {
 
   // 4. Compute.
   c.opFailed.store(false);
+  c.keyTurn.failed.store(false);
   const ggml_status status = ggml_backend_graph_compute(c.backend, g.gf);
   if (status != GGML_STATUS_SUCCESS)
     throw Error(ErrorCode::Native, std::string("ggml graph compute failed: ") + ggml_status_to_string(status));
+  if (c.keyTurn.failed.load()) throw Error(ErrorCode::Native, c.keyTurn.error);
   if (c.opFailed.load()) {
     std::lock_guard<std::mutex> lock(c.opErrorMutex);
     throw Error(ErrorCode::Native, c.opError.empty() ? "attention kernel failed" : c.opError);

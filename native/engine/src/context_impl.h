@@ -69,6 +69,7 @@ struct Context::Impl {
   ggml_context* kvCtx = nullptr;
   ggml_backend_buffer_t kvBuffer = nullptr;
   GraphTarget target;  // K/V cache tensors + the op's userdata
+  KeyTurn keyTurn;     // how the cache's keys are turned (period 0: they are not)
   size_t kvBytes = 0;
   std::vector<LayerAttention> layerOps;
 

@@ -68,6 +68,8 @@ ggml_tensor* GraphBuilder::linear(ggml_tensor* x, ggml_tensor* w, ggml_tensor* b
 
 ggml_tensor* GraphBuilder::attention(int il, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, ggml_tensor** residual) {
   const int64_t hd = hp.headDim;
+  if (target_.keyTurn != nullptr && target_.keyTurn->period > 0)
+    k = named(turnKeys(ctx, k, target_.keyTurn), "k_turned", il);
   if (target_.boundary != nullptr) return segmentBoundary(il, q, k, v, residual);
   // The kernel reads q as [n][nHead][headDim] contiguous.
   if (!ggml_is_contiguous(q)) q = named(ggml_cont(ctx, q), "q_cont", il);

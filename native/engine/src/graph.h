@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ggml.h"
+#include "key_turn.h"
 #include "lmi/engine.h"
 #include "model.h"
 
@@ -37,6 +38,8 @@ struct GraphTarget {
   // MultiEval: kCache/vCache are f32 staging [Hkv, n] that the op itself reads the batch's rows
   // from (and writes into each sequence's cache): set_rows fills them before the op.
   bool staging = false;
+  // Set: the batch's K rows are turned (key_turn.h) before the kernel attends and the cache keeps them.
+  KeyTurn* keyTurn = nullptr;
 };
 
 class GraphBuilder {

@@ -94,6 +94,8 @@ struct MultiEval::Impl {
   std::vector<int32_t> seqOf;   // [token] its sequence
   std::vector<int32_t> tokens;  // [token]
   std::vector<int64_t> rows;    // [token] = token: staging row of each token
+  std::vector<int64_t> positions;  // [token] its position, for the key turn
+  KeyTurn keyTurn;                 // the contexts' (all CPU, one model): the same turn as each of theirs
   SpinBarrier barrier;
 
   std::atomic<bool> opFailed{false};
@@ -275,6 +277,11 @@ MultiEval::MultiEval(std::shared_ptr<const Model> model, int threads) : impl_(st
     m.layerOps[il].layer = static_cast<int>(il);
     m.target.attentionUserdata.push_back(&m.layerOps[il]);
   }
+  m.keyTurn.period = keyTurnPeriod(*m.model, false);
+  m.keyTurn.pe = m.model->pe;
+  m.keyTurn.nHeadKV = static_cast<int>(m.model->hp.nHeadKV);
+  m.keyTurn.headDim = static_cast<int>(m.model->hp.headDim);
+  m.target.keyTurn = &m.keyTurn;
   m.galloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(m.backend));
   if (m.galloc == nullptr) throw Error(ErrorCode::Native, "cannot create the ggml graph allocator");
   m.ensureCapacity(64);
@@ -323,6 +330,7 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
   m.seqOf.resize(static_cast<size_t>(total));
   m.tokens.resize(static_cast<size_t>(total));
   m.rows.resize(static_cast<size_t>(total));
+  m.positions.resize(static_cast<size_t>(total));
   int64_t at = 0;
   const int64_t rowLen = hp.nHeadKV * hp.headDim;
   for (size_t s = 0; s < contexts.size(); s++) {
@@ -338,6 +346,7 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
       m.seqOf[static_cast<size_t>(at + i)] = static_cast<int32_t>(s);
       m.tokens[static_cast<size_t>(at + i)] = c.tokens[static_cast<size_t>(i)];
       m.rows[static_cast<size_t>(at + i)] = at + i;
+      m.positions[static_cast<size_t>(at + i)] = c.qPos[static_cast<size_t>(i)];
     }
     at += c.n;
   }
@@ -393,6 +402,9 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
       p.qPos = c.qPos.data();
       p.scale = model.attnScale;
       p.pe = model.pe;
+      p.keyTurnPeriod = c.keyTurn.period;
+      if (c.keyTurn.period != m.keyTurn.period)
+        throw Error(ErrorCode::Native, "internal: a context's key turn differs from the batched pass's");
       p.mask = c.mask;
       p.topK = il >= c.opt.topKFromLayer ? c.topK : attn::TopKMiddle{};
       p.out = outBase + m.start[s] * hq;
@@ -411,9 +423,12 @@ void MultiEval::run(const std::vector<Context*>& contexts, const std::vector<flo
 
   // 5. Compute.
   m.opFailed.store(false);
+  m.keyTurn.failed.store(false);
+  m.keyTurn.positions = m.positions.data();
   const ggml_status status = ggml_backend_graph_compute(m.backend, g.gf);
   if (status != GGML_STATUS_SUCCESS)
     throw Error(ErrorCode::Native, std::string("ggml graph compute failed: ") + ggml_status_to_string(status));
+  if (m.keyTurn.failed.load()) throw Error(ErrorCode::Native, m.keyTurn.error);
   if (m.opFailed.load()) {
     std::lock_guard<std::mutex> lock(m.opErrorMutex);
     throw Error(ErrorCode::Native, m.opError.empty() ? "batched attention failed" : m.opError);

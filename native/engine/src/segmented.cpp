@@ -84,6 +84,7 @@ SegmentedExecutor::SegmentedExecutor(Context::Impl& c) : c_(c), gpu_(c.model->de
 
   target_.kCache = c.target.kCache;
   target_.vCache = c.target.vCache;
+  target_.keyTurn = c.target.keyTurn;
   target_.boundary = &boundary_;
   target_.segmentNodes = kSegmentNodes;
   embd_.resize(static_cast<size_t>(maxBatch * hp.nEmbd));
@@ -239,6 +240,7 @@ attn::Problem SegmentedExecutor::problem(int il) const {
   p.qPos = gpu_ ? static_cast<const int64_t*>(qPosDev_->data) : c_.qPos.data();
   p.scale = model.attnScale;
   p.pe = model.pe;
+  p.keyTurnPeriod = c_.keyTurn.period;
   if (gpu_ && slopesDev_ != nullptr) p.pe.alibiSlopes = static_cast<const float*>(slopesDev_->data);
   p.mask = c_.mask;
   p.topK = il >= o.topKFromLayer ? c_.topK : attn::TopKMiddle{};
@@ -247,8 +249,10 @@ attn::Problem SegmentedExecutor::problem(int il) const {
 }
 
 void SegmentedExecutor::compute(ggml_cgraph* gf) {
+  c_.keyTurn.failed.store(false);
   const ggml_status status = ggml_backend_graph_compute(c_.backend, gf);  // returns synchronized
   if (status != GGML_STATUS_SUCCESS) native(std::string("ggml graph compute failed: ") + ggml_status_to_string(status));
+  if (c_.keyTurn.failed.load()) native(c_.keyTurn.error);
 }
 
 void SegmentedExecutor::run(float* logits) {

@@ -18,7 +18,7 @@
 import { GgmlType, type GgufFile } from '../../../lib/gguf';
 import type { LambdaMask } from '../../../lib/attention/rule';
 import { floatToHalfBits, halfBitsToFloat } from '../../../lib/util/half';
-import { referenceAttention, type ReferenceProblem } from '../attention-reference';
+import { referenceAttention, rotate, type ReferenceProblem } from '../attention-reference';
 import { dequantize, QK, quantize } from './blocks';
 import { ggmlCpuGelu, roundActivations } from './ggml-cpu';
 import { loadWeights, readHparams, type Matrix, type ReferenceHparams, type ReferenceWeights } from './model';
@@ -46,6 +46,12 @@ export interface ReferenceForwardOptions {
    */
   kvType?: 'f32' | 'f16' | 'q8_0';
   /**
+   * RoPE models: round each K row as a cache of keys turned by R(position mod keyTurnPeriod) holds
+   * it (the engine's CPU cache: 64), turning it back in exact math after the rounding. Only the
+   * rounding changes (with kvType 'f32' nothing does). Default 0: the rounding of un-turned keys.
+   */
+  keyTurnPeriod?: number;
+  /**
    * Add the roundings of ggml's CPU backend (ggml-cpu.ts: quantized matmul activations, f16-table
    * GELU) to the exact math, to compare with llama.cpp tightly. Default false: exact math.
    */
@@ -63,6 +69,7 @@ export interface ResolvedAttention {
 export interface ReferenceState {
   readonly attention: ResolvedAttention;
   readonly kvType: 'f32' | 'f16' | 'q8_0';
+  readonly keyTurnPeriod: number;
   readonly emulateGgmlCpu: boolean;
   readonly ggmlF16Activations: boolean;
   /** Absolute position of every token fed so far. */
@@ -161,6 +168,7 @@ export class ReferenceModel {
     return {
       attention: this.resolveAttention(opts),
       kvType: opts.kvType ?? 'f32',
+      keyTurnPeriod: opts.keyTurnPeriod ?? 0,
       emulateGgmlCpu: opts.emulateGgmlCpu ?? false,
       ggmlF16Activations: opts.ggmlF16Activations ?? false,
       positions: [],
@@ -182,6 +190,26 @@ export class ReferenceModel {
     const norm = (x: Float64Array, w: Float64Array, b?: Float64Array) =>
       hp.arch === 'llama' || hp.arch === 'qwen2' ? rmsNorm(x, w, hp.normEps) : layerNorm(x, w, b, hp.normEps);
 
+    const rope =
+      hp.positional === 'rope'
+        ? { kind: 'rope' as const, thetaBase: hp.ropeTheta, freqScale: hp.ropeFreqScale, rotaryDim: hp.rotaryDim, pairing: hp.ropePairing }
+        : undefined;
+    const roundRow = (x: number[]): number[] =>
+      state.kvType === 'q8_0'
+        ? Array.from(dequantize(GgmlType.Q8_0, quantize(GgmlType.Q8_0, Float64Array.from(x)), x.length))
+        : state.kvType === 'f16' ? x.map(roundHalf) : x;
+    // The K row of the token at position p as the cache holds it: rounded; when keys are stored
+    // turned, turned by R(p mod M) before the rounding and back (exactly) after it.
+    const storeKey = (row: ArrayLike<number>, p: number): number[] => {
+      const t = rope && state.keyTurnPeriod > 0 ? p % state.keyTurnPeriod : 0;
+      const out: number[] = [];
+      for (let g = 0; g < nHeadKV; g++) {
+        const head = Array.from(row).slice(g * headDim, (g + 1) * headDim);
+        out.push(...(t === 0 ? roundRow(head) : rotate(roundRow(rotate(head, t, rope!)), -t, rope!)));
+      }
+      return out;
+    };
+
     let xs: Float64Array[] = tokens.map((t, i) => {
       if (!Number.isInteger(t) || t < 0 || t >= hp.nVocab) throw new Error(`token ${t} is outside the vocabulary`);
       const x = W.tokEmbd.w.slice(t * nEmbd, (t + 1) * nEmbd);
@@ -199,7 +227,7 @@ export class ReferenceModel {
 
       // Projections: q [nHead][headDim], k and v [nHeadKV][headDim] per token.
       const q: number[] = [];
-      for (const h of hs) {
+      for (const [i, h] of hs.entries()) {
         let qi: Float64Array, ki: Float64Array, vi: Float64Array;
         if (L.wqkv) {
           const qkv = mv(L.wqkv, h, L.bqkv);
@@ -215,15 +243,15 @@ export class ReferenceModel {
         const round = state.kvType === 'f16' ? roundHalf : (x: number) => x;
         const blocks = (row: Float64Array) => dequantize(GgmlType.Q8_0, quantize(GgmlType.Q8_0, row), row.length);
         q.push(...qi);
-        for (const x of state.kvType === 'q8_0' ? blocks(ki) : ki) state.k[l].push(round(x));
+        for (const x of storeKey(ki, pos[i])) state.k[l].push(x);
         for (const x of state.kvType === 'q8_0' ? blocks(vi) : vi) state.v[l].push(round(x));
       }
 
       const slotPos = [...state.positions, ...pos];
       const topK = state.attention.topK.k > 0 && l >= state.attention.topK.fromLayer ? state.attention.topK : { k: 0, insertAt: 0 };
       const encoding: ReferenceProblem['encoding'] =
-        hp.positional === 'rope'
-          ? { kind: 'rope', thetaBase: hp.ropeTheta, freqScale: hp.ropeFreqScale, rotaryDim: hp.rotaryDim, pairing: hp.ropePairing }
+        rope
+          ? rope
           : hp.positional === 'alibi'
             ? { kind: 'alibi', slopes: this.slopes! }
             : { kind: 'none' };

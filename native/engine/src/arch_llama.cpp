@@ -1,7 +1,8 @@
 // llama (LLaMA 1/2/3, Mistral, TinyLlama; GQA) and qwen2: pre-RMSNorm blocks, separate Q/K/V
 // projections, SwiGLU feed-forward. qwen2 adds Q/K/V biases and pairs RoPE dimensions NeoX-style;
 // llama's GGUF Q/K rows are already permuted (by llama.cpp's converter) for normal pairing.
-// Neither has a rotation in the graph: the Λ kernel rotates q and k by relative distance.
+// Neither has a position rotation in the graph: the Λ kernel rotates q and k by relative distance
+// (GraphBuilder::attention turns new keys only by position mod 64 for the CPU cache, key_turn.h).
 #include "arch.h"
 #include "graph.h"
 

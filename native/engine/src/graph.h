@@ -79,7 +79,8 @@ class GraphBuilder {
   // own k and v ([Hkv, n], rows may be strided views; converted to the cache type and passed as
   // the kernel's kNew/vNew), then writes k and v into the cache at the batch's slots. Attending
   // before writing lets a batch overwrite ring slots its earlier tokens still see, so a Λ ring
-  // needs no room beyond the window. Returns [Hq, n].
+  // needs no room beyond the window. With a key turn (GraphTarget::keyTurn) k is turned first, so
+  // the kernel's kNew and the cache hold the turned rows. Returns [Hq, n].
   // Segmented: ends the current graph there (q, the converted k and v, and *residual, the residual
   // stream [E, n], go to the boundary), starts the next one with the cache writes, and replaces
   // *residual by its boundary view; the returned [Hq, n] is the boundary's kernel output, which

@@ -17,19 +17,9 @@ using namespace lmi::attn::test;
 
 namespace {
 
-std::vector<float> runWith(Case& c, const RunOptions& o) {
-  std::fill(c.out.begin(), c.out.end(), NAN);
-  run(c.problem(), o);
-  return c.out;
-}
+std::vector<float> runWith(Case& c, const RunOptions& o) { return runKernel(c, c.problem(), o, 0); }
 
-std::vector<float> runParts(Case& c, int nth, const RunOptions& o) {
-  std::fill(c.out.begin(), c.out.end(), NAN);
-  const Problem p = c.problem();
-  validate(p);
-  for (int ith = nth - 1; ith >= 0; ith--) runPartition(p, ith, nth, o);
-  return c.out;
-}
+std::vector<float> runParts(Case& c, int nth, const RunOptions& o) { return runKernel(c, c.problem(), o, nth); }
 
 // The stored rows from kf again (kh for f16, kq for q8_0), after kf changed.
 void restore(Case& c) {

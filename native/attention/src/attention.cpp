@@ -454,6 +454,13 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
   const int qb = std::max(1, kRowsTarget / P.G);
   // A block visits the union of its queries' windows: keep its span small next to nLocal.
   const int64_t spanLimit = P.lambda ? std::max<int64_t>(8, mk.nLocal / 2) : std::max<int64_t>(4 * qb, 4096);
+  // Turned keys: a fused decode block's first tile of an interval ends at the next turn base.
+  auto firstTile = [&](int64_t a, int64_t b) {
+    if (b <= a) return kKT;
+    const int64_t end = turnBase(pb[a], P.turn) + P.turn;
+    return static_cast<int>(std::partition_point(pb + a, pb + std::min(b, a + kKT), [&](int64_t j) { return j < end; }) -
+                            (pb + a));
+  };
   ps.blocks.clear();
   for (int start = 0; start < p.nQ;) {
     int end = start + 1;
@@ -484,22 +491,12 @@ void buildPlan(const Problem& p, const KernelOps* ops, int nthPartition, PlanSto
       b.b0 = hi;
       b.a1 = b.b1 = hi;
     }
+    if (turnedDecode) {
+      b.f0 = firstTile(b.a0, b.b0);
+      b.f1 = firstTile(b.a1, b.b1);
+    }
     ps.blocks.push_back(b);
     start = end;
-  }
-  if (P.turn > 0 && P.fusedLocal) {
-    // Turned keys: a fused decode block's first tile of an interval ends at the next turn base.
-    auto firstTile = [&](int64_t a, int64_t b) {
-      if (b <= a) return kKT;
-      const int64_t end = turnBase(pb[a], P.turn) + P.turn;
-      return static_cast<int>(std::partition_point(pb + a, pb + std::min(b, a + kKT), [&](int64_t j) { return j < end; }) -
-                              (pb + a));
-    };
-    for (Block& b : ps.blocks)
-      if ((b.qEnd - b.qBegin) * P.G <= kFusedMaxRows) {
-        b.f0 = firstTile(b.a0, b.b0);
-        b.f1 = firstTile(b.a1, b.b1);
-      }
   }
   P.blocks = ps.blocks.data();
   P.nBlocks = static_cast<int64_t>(ps.blocks.size());
@@ -717,6 +714,20 @@ class Worker {
     }
   }
 
+  // Whether the keys at sorted positions jp[0, n) are turned and share one turn base.
+  bool oneBase(const int64_t* jp, int n) const {
+    return P_.turn > 0 && turnBase(jp[0], P_.turn) == turnBase(jp[n - 1], P_.turn);
+  }
+
+  // The positions the keys at jp[0, n) turn from: their turn bases (in scratch), or jp itself
+  // when keys are not turned.
+  const int64_t* keyBases(const int64_t* jp, int n) {
+    if (P_.turn == 0) return jp;
+    int64_t* bases = sc_.turnBases.data();
+    for (int c = 0; c < n; c++) bases[c] = turnBase(jp[c], P_.turn);
+    return bases;
+  }
+
   // x = R(-dist) x: a turned key's row back to the key (x: Dp floats, dist > 0).
   void turnBack(float* x, int64_t dist) {
     const float* C;
@@ -915,19 +926,14 @@ class Worker {
     const float* qLoc = sc_.qLoc.data();
     const float* const* C = nullptr;
     const float* const* S = nullptr;
-    if (P_.rope && P_.turn > 0 && turnBase(jp[0], P_.turn) == turnBase(jp[n - 1], P_.turn)) {
+    if (P_.rope && oneBase(jp, n)) {
       // Keys stored turned, all from one base (Block::f1): the row of key j holds R(j - base) k,
       // which is the R(j - a) k this tile needs for the anchor a = base; only the query rows turn.
       qLoc = queriesFrom(blk, turnBase(jp[n - 1], P_.turn));
     } else if (P_.rope) {
       // Turned keys (a tile that spans two bases: positions that are not consecutive) turn from
       // their bases, un-turned ones from their positions.
-      const int64_t* kpos = jp;
-      if (P_.turn > 0) {
-        int64_t* bases = sc_.turnBases.data();
-        for (int c = 0; c < n; c++) bases[c] = turnBase(jp[c], P_.turn);
-        kpos = bases;
-      }
+      const int64_t* kpos = keyBases(jp, n);
       const int64_t anchor = kpos[n - 1];
       const float** cp = sc_.cPtr.data();
       const float** sp = sc_.sPtr.data();
@@ -1050,7 +1056,7 @@ class Worker {
 
     if (kind == Kind::AllLocal && fusedRows_ && P_.fusedLocal) {
       if (P_.denseDim8 && P_.runEnd[c0] >= c0 + n &&
-          (P_.turn == 0 || turnBase(jp[0], P_.turn) == turnBase(jp[n - 1], P_.turn)))
+          (P_.turn == 0 || oneBase(jp, n)))
         return denseTile(blk, g, c0, n);
       return fusedLocalTile(blk, g, c0, n);
     }
@@ -1077,16 +1083,11 @@ class Worker {
     gatherRows(P_, sc_, false, g, js, n, kRaw);
     // Turned keys: global and middle logits take the un-turned key, so turn it back then; local
     // ones alone turn it from its base (as from its position when it is not turned).
-    const int64_t* kpos = jp;
-    if (P_.turn > 0) {
-      int64_t* bases = sc_.turnBases.data();
-      for (int c = 0; c < n; c++) bases[c] = turnBase(jp[c], P_.turn);
-      if (anyGlobal || anyMiddle) {
-        for (int c = 0; c < n; c++)
-          if (jp[c] != bases[c]) turnBack(kRaw + static_cast<size_t>(c) * Dp, jp[c] - bases[c]);
-      } else {
-        kpos = bases;
-      }
+    const int64_t* kpos = keyBases(jp, n);
+    if (P_.turn > 0 && (anyGlobal || anyMiddle)) {
+      for (int c = 0; c < n; c++)
+        if (jp[c] != kpos[c]) turnBack(kRaw + static_cast<size_t>(c) * Dp, jp[c] - kpos[c]);
+      kpos = jp;
     }
     zeroRows(kRaw, n, Np);
     const float* ktLoc = nullptr;

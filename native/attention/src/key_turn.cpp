@@ -34,7 +34,10 @@ void turnKeys(float* rows, int64_t n, int64_t rowStride, int nHeadKV, int headDi
 
   const std::shared_ptr<const RopeTable> table = ropeTable(pe.thetaBase, pe.freqScale, rd);
   const int half = rd / 2;
-  std::vector<float> tmp(static_cast<size_t>(rd));
+  // coeffs() writes here only for distances past its table; kept per thread, as this runs per
+  // layer and token.
+  thread_local std::vector<float> tmp;
+  if (tmp.size() < static_cast<size_t>(rd)) tmp.resize(static_cast<size_t>(rd));
   for (int64_t i = 0; i < n; i++) {
     const int64_t p = pos[i] % period;
     if (p == 0) continue;

@@ -1,6 +1,6 @@
 // AVX-512 implementation of the decode tiles (KernelOps::localLogits, accumulateValues, and the
-// head-dim-8 denseTileDim8) and of the softmax step every tile takes (softmaxTile); every other
-// primitive is the AVX2 one. Compiled with per-function target attributes, selected at runtime by
+// head-dim-8 denseTileDim8), of the softmax step every tile takes (softmaxTile) and of the
+// prefill tiles' products (gemm, the AVX2 one's bits); every other primitive is the AVX2 one. Compiled with per-function target attributes, selected at runtime by
 // cpuHasAvx512().
 //
 // The key side is the AVX2 decode tiles' fusion (a key goes from the cache through conversion and
@@ -216,6 +216,64 @@ LMI_AVX512 inline __m512 expNonPositive(__m512 x) {
   // p 2^n, as the AVX2 code's multiplication by 2^n built from its exponent bits (n >= -126, so
   // 2^n is exact and both round the same product).
   return _mm512_maskz_scalef_ps(static_cast<__mmask16>(~underflow), p, n);
+}
+
+// KernelOps::gemm sixteen lanes wide: a C block of RB rows x 16 NB columns, each element summed
+// over k in order with one FMA per term from 0 (or from C), as the AVX2 microkernel does, so
+// the two give the same bits. The accumulators stay in registers.
+template <int RB, int NB>
+LMI_AVX512 inline void microKernel(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                                   bool accumulate) {
+  __m512 acc[RB][NB];
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NB; v++)
+      acc[r][v] = accumulate ? _mm512_loadu_ps(C + static_cast<int64_t>(r) * ldc + 16 * v) : _mm512_setzero_ps();
+  for (int k = 0; k < K; k++) {
+    __m512 b[NB];
+    const float* brow = B + static_cast<int64_t>(k) * ldb;
+#pragma GCC unroll 4
+    for (int v = 0; v < NB; v++) b[v] = _mm512_loadu_ps(brow + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; r++) {
+      const __m512 a = _mm512_set1_ps(A[static_cast<int64_t>(r) * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NB; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NB; v++) _mm512_storeu_ps(C + static_cast<int64_t>(r) * ldc + 16 * v, acc[r][v]);
+}
+
+template <int NB>
+LMI_AVX512 inline void gemmColumns(int M, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                                   bool accumulate) {
+  int r = 0;
+  for (; r + 6 <= M; r += 6)
+    microKernel<6, NB>(K, A + static_cast<int64_t>(r) * lda, lda, B, ldb, C + static_cast<int64_t>(r) * ldc, ldc,
+                       accumulate);
+  const float* a = A + static_cast<int64_t>(r) * lda;
+  float* c = C + static_cast<int64_t>(r) * ldc;
+  switch (M - r) {
+    case 5: microKernel<5, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    case 4: microKernel<4, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    case 3: microKernel<3, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    case 2: microKernel<2, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    case 1: microKernel<1, NB>(K, a, lda, B, ldb, c, ldc, accumulate); break;
+    default: break;
+  }
+}
+
+// Columns in blocks of 32 and 16; a last 8 (N % 16 == 8) takes the AVX2 kernel.
+LMI_AVX512 void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                     bool accumulate) {
+  int n = 0;
+  for (; n + 32 <= N; n += 32) gemmColumns<2>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate);
+  for (; n + 16 <= N; n += 16) gemmColumns<1>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate);
+  if (n < N) gAvx2->gemm(M, N - n, K, A, lda, B + n, ldb, C + n, ldc, accumulate);
 }
 
 // Lanes [c, c + 16) of a row of n (n % 8 == 0): all sixteen, or the last eight.
@@ -637,6 +695,7 @@ const KernelOps* avx512Ops() {
   static const KernelOps ops = [base] {
     gAvx2 = base;
     KernelOps o = *base;
+    o.gemm = gemm;
     o.localLogits = localLogits;
     o.accumulateValues = accumulateValues;
     o.softmaxTile = softmaxTile;

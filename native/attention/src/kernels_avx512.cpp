@@ -1,7 +1,7 @@
 // AVX-512 implementation of the decode tiles (KernelOps::localLogits, accumulateValues, and the
 // head-dim-8 denseTileDim8), of the softmax step every tile takes (softmaxTile) and of the
-// prefill tiles' products (gemm, the AVX2 one's bits); every other primitive is the AVX2 one. Compiled with per-function target attributes, selected at runtime by
-// cpuHasAvx512().
+// prefill tiles' products (gemm, with the AVX2 kernel's bits); every other primitive is the AVX2
+// one. Compiled with per-function target attributes, selected at runtime by cpuHasAvx512().
 //
 // The key side is the AVX2 decode tiles' fusion (a key goes from the cache through conversion and
 // rotation to its dot products in registers), sixteen lanes wide: a group's sixteen (row, key)

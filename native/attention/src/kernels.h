@@ -82,11 +82,6 @@ struct KernelOps {
 // Asks the memory system for the cache lines of [row, row + bytes); a hint, nothing is read.
 inline void prefetchRow(const void* row, int64_t bytes) {
 #if defined(__GNUC__)
-  if (bytes <= 128) {  // a row of at most two lines (f16 or Q8_0 rows of up to 64 dims): no loop
-    __builtin_prefetch(row);
-    __builtin_prefetch(static_cast<const char*>(row) + bytes - 1);
-    return;
-  }
   const uintptr_t first = reinterpret_cast<uintptr_t>(row) & ~uintptr_t{63};
   const uintptr_t last = (reinterpret_cast<uintptr_t>(row) + static_cast<uintptr_t>(bytes) - 1) & ~uintptr_t{63};
   for (uintptr_t a = first; a <= last; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a));

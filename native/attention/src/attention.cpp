@@ -895,11 +895,52 @@ class Worker {
     }
   }
 
-  // A decode-sized tile whose keys are all local, through the fused primitives: the same
-  // logits as the general path below up to the order of the dot products' sums, and the same
-  // rotation (keys by R(j - a), a = the tile's last key; query rows by R(pmax - a)), softmax
-  // step and value accumulation.
-  void fusedLocalTile(const Block& blk, int g, int64_t c0, int n) {
+  // Coefficient rows that turn key c back by R(-dist[c]) inside the fused primitives (cp[c],
+  // sp[c]): lane rows for Normal pairs, rotate()'s pair rows for NeoX ones; rows the table does
+  // not hold are computed into ropeTile.
+  void turnRows(const int64_t* dist, int n, const float** cp, const float** sp) {
+    const RopeTable& table = *P_.table;
+    const int rd = P_.rd;
+    if (p_.pe.pairing == RopePairing::Normal) {
+      int64_t lastD = -1;  // keys of one turn base share a distance: computed once for them
+      const float* lastRow = nullptr;
+      for (int c = 0; c < n; c++) {
+        const int64_t d = dist[c];
+        const float* row;
+        if (d < RopeTable::kLaneRows) {
+          row = table.laneRow(d);
+        } else if (d == lastD) {
+          row = lastRow;
+        } else {
+          float* t = sc_.ropeTile.data() + static_cast<size_t>(c) * 2 * rd;
+          table.laneCoeffs(d, t);
+          row = t;
+          lastD = d;
+          lastRow = t;
+        }
+        cp[c] = row;
+        sp[c] = row + rd;
+      }
+      return;
+    }
+    for (int c = 0; c < n; c++) {
+      const int64_t d = dist[c];
+      const float* row = d < RopeTable::kLo ? table.builtLowRow(d) : nullptr;
+      if (row != nullptr) {
+        cp[c] = row;
+        sp[c] = row + rd / 2;
+      } else {
+        table.coeffs(d, &cp[c], &sp[c], sc_.ropeTile.data() + static_cast<size_t>(c) * 2 * rd);
+      }
+    }
+  }
+
+  // A decode-sized tile whose keys are all local, or all global (without ALiBi), through the
+  // fused primitives: the same logits as the general path below up to the order of the dot
+  // products' sums, and the same rotation, softmax step and value accumulation. Local keys turn
+  // by R(j - a), a = the tile's last key, and the query rows by R(pmax - a); global keys are taken
+  // un-turned against the query rows placed at the global distance, as the general path takes them.
+  void fusedTile(const Block& blk, int g, int64_t c0, int n, bool global) {
     const int Dp = P_.Dp;
     const int Np = roundUp8(n);
     const int64_t* jp = P_.sPos + c0;
@@ -926,7 +967,19 @@ class Worker {
     const float* qLoc = sc_.qLoc.data();
     const float* const* C = nullptr;
     const float* const* S = nullptr;
-    if (P_.rope && oneBase(jp, n)) {
+    const float** cp = sc_.cPtr.data();
+    const float** sp = sc_.sPtr.data();
+    int64_t dist[kKT];
+    if (global) {
+      qLoc = qGlob_;
+      if (P_.rope && P_.turn > 0) {
+        // A turned key turns back by its offset from its base, as turnBack() does in the general path.
+        for (int c = 0; c < n; c++) dist[c] = jp[c] - turnBase(jp[c], P_.turn);
+        turnRows(dist, n, cp, sp);
+        C = cp;
+        S = sp;
+      }
+    } else if (P_.rope && oneBase(jp, n)) {
       // Keys stored turned, all from one base (Block::f1): the row of key j holds R(j - base) k,
       // which is the R(j - a) k this tile needs for the anchor a = base; only the query rows turn.
       qLoc = queriesFrom(blk, turnBase(jp[n - 1], P_.turn));
@@ -935,49 +988,17 @@ class Worker {
       // their bases, un-turned ones from their positions.
       const int64_t* kpos = keyBases(jp, n);
       const int64_t anchor = kpos[n - 1];
-      const float** cp = sc_.cPtr.data();
-      const float** sp = sc_.sPtr.data();
-      const RopeTable& table = *P_.table;
-      const int rd = P_.rd;
       if (p_.pe.pairing == RopePairing::Normal && n <= RopeTable::kLaneRows && consecutive(kpos, n)) {
         // Consecutive positions: key c is at distance n - 1 - c, the precomputed rows in reverse.
-        const float* last = table.laneRow(n - 1);
-        const int64_t step = 2 * static_cast<int64_t>(rd);
+        const int64_t step = 2 * static_cast<int64_t>(P_.rd);
+        const float* last = P_.table->laneRow(n - 1);
         for (int c = 0; c < n; c++) {
           cp[c] = last - c * step;
-          sp[c] = last - c * step + rd;
-        }
-      } else if (p_.pe.pairing == RopePairing::Normal) {
-        int64_t lastD = -1;  // keys of one turn base share a distance: computed once for them
-        const float* lastRow = nullptr;
-        for (int c = 0; c < n; c++) {
-          const int64_t d = anchor - kpos[c];
-          const float* row;
-          if (d < RopeTable::kLaneRows) {
-            row = table.laneRow(d);
-          } else if (d == lastD) {
-            row = lastRow;
-          } else {
-            float* t = sc_.ropeTile.data() + static_cast<size_t>(c) * 2 * rd;
-            table.laneCoeffs(d, t);
-            row = t;
-            lastD = d;
-            lastRow = t;
-          }
-          cp[c] = row;
-          sp[c] = row + rd;
+          sp[c] = last - c * step + P_.rd;
         }
       } else {
-        for (int c = 0; c < n; c++) {
-          const int64_t d = anchor - kpos[c];
-          const float* row = d < RopeTable::kLo ? table.builtLowRow(d) : nullptr;
-          if (row != nullptr) {
-            cp[c] = row;
-            sp[c] = row + rd / 2;
-          } else {
-            table.coeffs(d, &cp[c], &sp[c], sc_.ropeTile.data() + static_cast<size_t>(c) * 2 * rd);
-          }
-        }
+        for (int c = 0; c < n; c++) dist[c] = anchor - kpos[c];
+        turnRows(dist, n, cp, sp);
       }
       C = cp;
       S = sp;
@@ -990,7 +1011,7 @@ class Worker {
       ops_.localLogits(std::min(kFusedGroupRows, R_ - r0), n, kp, r0 == 0 ? ka : nullptr, p_.kvType, P_.D, P_.rd,
                        p_.pe.pairing, C, S, qLoc + static_cast<size_t>(r0) * Dp, Dp,
                        Sc + static_cast<size_t>(r0) * kKT, kKT);
-    finishLocalLogits(Sc, jp, n);
+    finishLocalLogits(Sc, jp, n);  // global tiles have no ALiBi: the padding alone
     ops_.softmaxTile(Sc, kKT, R_, Np, sc_.m.data(), sc_.l.data(), sc_.o.data(), Dp, Dp);
     for (int r0 = 0; r0 < R_; r0 += kFusedGroupRows)
       ops_.accumulateValues(std::min(kFusedGroupRows, R_ - r0), n, vp, r0 == 0 ? va : nullptr, p_.kvType, P_.D,
@@ -999,7 +1020,7 @@ class Worker {
 
   // A fused local tile whose keys sit in consecutive slots at consecutive positions, at head
   // dim 8 (P_.denseDim8): one call per four rows does it all, with the same rotation as
-  // fusedLocalTile.
+  // fusedTile.
   void denseTile(const Block& blk, int g, int64_t c0, int n) {
     static_assert(kKT <= RopeTable::kLaneRows, "a dense tile's keys take their turns from the first kLaneRows rows");
     const int Dp = P_.Dp;
@@ -1058,8 +1079,9 @@ class Worker {
       if (P_.denseDim8 && P_.runEnd[c0] >= c0 + n &&
           (P_.turn == 0 || oneBase(jp, n)))
         return denseTile(blk, g, c0, n);
-      return fusedLocalTile(blk, g, c0, n);
+      return fusedTile(blk, g, c0, n, false);
     }
+    if (kind == Kind::AllGlobal && fusedRows_ && P_.fusedLocal && !P_.alibi) return fusedTile(blk, g, c0, n, true);
 
     bool anyLocal = kind == Kind::AllLocal, anyGlobal = kind == Kind::AllGlobal, anyMiddle = kind == Kind::AllMiddle;
     int8_t* cls = sc_.cls.data();

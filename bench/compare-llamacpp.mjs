@@ -19,9 +19,11 @@
 //           lm-infinite on to 128k and decode 32 there. lm-infinite: Λ with nLocal 2048; llama.cpp:
 //           vanilla attention in a 32k+ context (its default flash attention).
 //   flat    lm-infinite alone, the flat-cost target side by side: one process holds a Λ session
-//           around position 1k and one around 32k and decodes 64 tokens in each in turn, 6 rounds,
+//           around position 1k and one around 32k and decodes 16 tokens in each in turn, 24 rounds,
 //           centred on the position (the near session's window spans ~830 to ~1,220 keys), in
-//           --flat-reps processes (3); the median of all rounds' 32k / 1k rate ratios. Run for the
+//           --flat-reps processes (3); the median of all rounds' 32k / 1k rate ratios. Short rounds
+//           keep each pair's two rates within ~0.1 s of each other, so that a shared VM's drifting
+//           speed lands on both (64-token rounds, measured against them, scattered three times as widely). Run for the
 //           --long models; --flat-only runs nothing else.
 // K/V cache: f16 for both engines (the default), or with --kv-type q8_0 ggml's 8-bit Q8_0 blocks for
 // both (llama.cpp: experimentalKvCacheKeyType / ValueType; it quantizes a V cache only with flash
@@ -108,7 +110,7 @@ const longPlan = (withFar) => [
 const LAMBDA = { nGlobal: 10, nLocal: 2048, limitDistance: 2048 };
 
 const ours = (model, plan) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, kvType, seed: 1, plan });
-const FLAT = { near: 1024, far: 32768, tokens: 64, rounds: 6 };
+const FLAT = { near: 1024, far: 32768, tokens: 16, rounds: 24 };
 const flatReps = Number(arg('flat-reps', '3'));
 const oursFlat = (model) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, kvType, seed: 1, flat: FLAT });
 const theirs = (model, plan, contextSize, flashAttention) =>

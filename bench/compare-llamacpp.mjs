@@ -6,7 +6,8 @@
 //
 //   npm run build && npx sucrase-node bench/compare/make-models.ts      (the synthetic ~91M models)
 //   node bench/compare-llamacpp.mjs [--threads N] [--reps 3] [--models stories,F16,Q8_0,Q4_0]
-//        [--long stories,Q4_0] [--long-reps 1] [--flat-reps 3] [--flat-only] [--kv-type f16|q8_0]
+//        [--long stories,Q4_0] [--long-reps 1] [--flat-reps 3] [--flat-tokens 16] [--flat-rounds 24]
+//        [--flat-only] [--kv-type f16|q8_0]
 //        [--json out.json] [--write]
 //
 // Scenarios
@@ -21,10 +22,12 @@
 //   flat    lm-infinite alone, the flat-cost target side by side: one process holds a Λ session
 //           around position 1k and one around 32k and decodes 16 tokens in each in turn, 24 rounds,
 //           centred on the position (the near session's window spans ~830 to ~1,220 keys), in
-//           --flat-reps processes (3); the median of all rounds' 32k / 1k rate ratios. Short rounds
-//           keep each pair's two rates within ~0.1 s of each other, so that a shared VM's drifting
-//           speed lands on both (64-token rounds, measured against them, scattered three times as widely). Run for the
-//           --long models; --flat-only runs nothing else.
+//           --flat-reps processes (3); the median (and quartiles) of all rounds' 32k / 1k rate
+//           ratios. Short rounds keep each pair's two rates within ~0.1 s of each other, so that a
+//           shared VM's drifting speed lands on both (6 rounds of 64 tokens, measured against
+//           these, scattered three times as widely); --flat-tokens / --flat-rounds change them
+//           (their product sets the window's span). Run for the --long models; --flat-only runs
+//           nothing else.
 // K/V cache: f16 for both engines (the default), or with --kv-type q8_0 ggml's 8-bit Q8_0 blocks for
 // both (llama.cpp: experimentalKvCacheKeyType / ValueType; it quantizes a V cache only with flash
 // attention, so its flash-attention-off runs are skipped and FA on is the baseline).
@@ -86,12 +89,15 @@ function runWorker(script, job) {
   return JSON.parse(line);
 }
 
-const median = (xs) => {
+const median = (xs) => quantile(xs, 0.5);
+/** The q-quantile of the finite values, interpolated between neighbours (NaN when there are none). */
+function quantile(xs, q) {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
+  const at = (s.length - 1) * q;
+  const lo = Math.floor(at);
+  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (at - lo);
+}
 
 const WINDOW_PLAN = [
   { kind: 'prefill', tokens: 1024, label: 'prefill 1k' },
@@ -110,7 +116,7 @@ const longPlan = (withFar) => [
 const LAMBDA = { nGlobal: 10, nLocal: 2048, limitDistance: 2048 };
 
 const ours = (model, plan) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, kvType, seed: 1, plan });
-const FLAT = { near: 1024, far: 32768, tokens: 16, rounds: 24 };
+const FLAT = { near: 1024, far: 32768, tokens: Number(arg('flat-tokens', '16')), rounds: Number(arg('flat-rounds', '24')) };
 const flatReps = Number(arg('flat-reps', '3'));
 const oursFlat = (model) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, kvType, seed: 1, flat: FLAT });
 const theirs = (model, plan, contextSize, flashAttention) =>
@@ -183,6 +189,8 @@ for (const key of longWanted) {
     near: median(rounds.map((x) => x.near)),
     far: median(rounds.map((x) => x.far)),
     ratio: median(rounds.map((x) => x.far / x.near)),
+    q1: quantile(rounds.map((x) => x.far / x.near), 0.25),
+    q3: quantile(rounds.map((x) => x.far / x.near), 0.75),
   };
   report.long[key] = { model: model.name, params: model.params, metrics, runs, flat };
 }
@@ -203,7 +211,7 @@ if (Object.keys(report.long).length > 0) {
   for (const l of Object.values(report.long)) {
     for (const [label, m] of Object.entries(l.metrics)) {
       if (label === 'flat') {
-        md += `| ${l.model} | Λ decode @32k / @1k, side by side (${flatReps} × ${FLAT.rounds} rounds of ${FLAT.tokens} tokens; tok/s ${f(m.far, 1)} / ${f(m.near, 1)}) | **${f(m.ratio, 2)}×** | | |\n`;
+        md += `| ${l.model} | Λ decode @32k / @1k, side by side (${flatReps} × ${FLAT.rounds} rounds of ${FLAT.tokens} tokens; tok/s ${f(m.far, 1)} / ${f(m.near, 1)}; rounds' quartiles ${f(m.q1, 2)}–${f(m.q3, 2)}) | **${f(m.ratio, 2)}×** | | |\n`;
         continue;
       }
       const isMem = label.startsWith('rss') || label === 'kvBytes';

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// Two or more builds of the attention bench (bench/attention.cpp) run in turns, decode only, on
+// the 91M models' shape (16 query / 4 KV heads, head dim 64) and stories260K's (8 / 4, head dim 8):
+// one thread through runPartition, head-major K/V, keys stored turned, as the engine's CPU cache
+// holds them. Reports per build and window the medians over the runs of Λ's and vanilla's time per
+// layer, and of Λ's time over vanilla's at equal window (what the global keys and the window's
+// alignment to turn bases add).
+//
+//   node bench/attention-ab.mjs --bins old-bench,build/native/attention/lmi_bench_attention
+//        [--reps 5] [--layers 1]
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+};
+const bins = arg('bins', 'build/native/attention/lmi_bench_attention').split(',').map((b) => path.resolve(b));
+const reps = Number(arg('reps', '5'));
+const layers = arg('layers', '1');
+const shapes = {
+  '91M': ['--heads', '16', '--kv-heads', '4', '--head-dim', '64'],
+  stories260K: ['--heads', '8', '--kv-heads', '4', '--head-dim', '8'],
+};
+const common = ['--decode-only', '--threads', '1', '--partition', '--head-major', '--turned-keys', '--layers', layers, '--json'];
+
+const runs = new Map(); // `${shape} ${window} ${bin}` -> [{ lam, van }] in µs
+for (let r = 0; r < reps; r++) {
+  for (const bin of bins) {
+    for (const [shape, args] of Object.entries(shapes)) {
+      const out = JSON.parse(execFileSync(bin, [...args, ...common], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+      for (const row of out.rows) {
+        const key = `${shape} ${row.size} ${bin}`;
+        if (!runs.has(key)) runs.set(key, []);
+        runs.get(key).push({ lam: row.lambda.seconds * 1e6, van: row.vanilla.seconds * 1e6 });
+      }
+    }
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const label = (bin) => path.relative(process.cwd(), bin);
+let md = `${reps} runs per build, builds in turns, ${layers} layer cache(s); µs per layer, medians\n\n`;
+md += '| shape | window | build | Λ | vanilla | Λ − vanilla |\n|---|---:|---|---:|---:|---:|\n';
+const order = (key) => {
+  const [shape, window] = key.split(' ');
+  return [Object.keys(shapes).indexOf(shape), Number(window), bins.indexOf(key.slice(shape.length + window.length + 2))];
+};
+const keys = [...runs.keys()].sort((a, b) => {
+  const x = order(a), y = order(b);
+  return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
+});
+for (const key of keys) {
+  const v = runs.get(key);
+  const [shape, window] = key.split(' ');
+  const bin = key.slice(shape.length + window.length + 2);
+  const f = (x) => x.toFixed(2);
+  md += `| ${shape} | ${window} | ${label(bin)} | ${f(median(v.map((x) => x.lam)))} | ${f(median(v.map((x) => x.van)))} | ${f(median(v.map((x) => x.lam - x.van)))} |\n`;
+}
+process.stdout.write(md);

@@ -24,15 +24,15 @@ const shapes = {
 };
 const common = ['--decode-only', '--threads', '1', '--partition', '--head-major', '--turned-keys', '--layers', layers, '--json'];
 
-const runs = new Map(); // `${shape} ${window} ${bin}` -> [{ lam, van }] in µs
+// [shape][window][build] -> [{ lam, van }], µs per layer
+const runs = Object.fromEntries(Object.keys(shapes).map((shape) => [shape, new Map()]));
 for (let r = 0; r < reps; r++) {
   for (const bin of bins) {
     for (const [shape, args] of Object.entries(shapes)) {
       const out = JSON.parse(execFileSync(bin, [...args, ...common], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
       for (const row of out.rows) {
-        const key = `${shape} ${row.size} ${bin}`;
-        if (!runs.has(key)) runs.set(key, []);
-        runs.get(key).push({ lam: row.lambda.seconds * 1e6, van: row.vanilla.seconds * 1e6 });
+        if (!runs[shape].has(row.size)) runs[shape].set(row.size, bins.map(() => []));
+        runs[shape].get(row.size)[bins.indexOf(bin)].push({ lam: row.lambda.seconds * 1e6, van: row.vanilla.seconds * 1e6 });
       }
     }
   }
@@ -43,22 +43,15 @@ const median = (xs) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
-const label = (bin) => path.relative(process.cwd(), bin);
+const f = (x) => x.toFixed(2);
 let md = `${reps} runs per build, builds in turns, ${layers} layer cache(s); µs per layer, medians\n\n`;
 md += '| shape | window | build | Λ | vanilla | Λ − vanilla |\n|---|---:|---|---:|---:|---:|\n';
-const order = (key) => {
-  const [shape, window] = key.split(' ');
-  return [Object.keys(shapes).indexOf(shape), Number(window), bins.indexOf(key.slice(shape.length + window.length + 2))];
-};
-const keys = [...runs.keys()].sort((a, b) => {
-  const x = order(a), y = order(b);
-  return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
-});
-for (const key of keys) {
-  const v = runs.get(key);
-  const [shape, window] = key.split(' ');
-  const bin = key.slice(shape.length + window.length + 2);
-  const f = (x) => x.toFixed(2);
-  md += `| ${shape} | ${window} | ${label(bin)} | ${f(median(v.map((x) => x.lam)))} | ${f(median(v.map((x) => x.van)))} | ${f(median(v.map((x) => x.lam - x.van)))} |\n`;
+for (const [shape, byWindow] of Object.entries(runs)) {
+  for (const window of [...byWindow.keys()].sort((a, b) => a - b)) {
+    byWindow.get(window).forEach((v, b) => {
+      const build = path.relative(process.cwd(), bins[b]);
+      md += `| ${shape} | ${window} | ${build} | ${f(median(v.map((x) => x.lam)))} | ${f(median(v.map((x) => x.van)))} | ${f(median(v.map((x) => x.lam - x.van)))} |\n`;
+    });
+  }
 }
 process.stdout.write(md);

@@ -117,6 +117,8 @@ const LAMBDA = { nGlobal: 10, nLocal: 2048, limitDistance: 2048 };
 
 const ours = (model, plan) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, kvType, seed: 1, plan });
 const FLAT = { near: 1024, far: 32768, tokens: Number(arg('flat-tokens', '16')), rounds: Number(arg('flat-rounds', '24')) };
+for (const k of ['tokens', 'rounds'])
+  if (!Number.isSafeInteger(FLAT[k]) || FLAT[k] < 1) throw new Error(`--flat-${k} must be a positive integer, got ${FLAT[k]}`);
 const flatReps = Number(arg('flat-reps', '3'));
 const oursFlat = (model) => runWorker('worker-lmi.mjs', { model: model.path, threads, nVocab: NVOCAB, attention: LAMBDA, chunkSize: 512, kvType, seed: 1, flat: FLAT });
 const theirs = (model, plan, contextSize, flashAttention) =>

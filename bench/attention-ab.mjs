@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Two or more builds of the attention bench (bench/attention.cpp) run in turns, decode only, on
-// the 91M models' shape (16 query / 4 KV heads, head dim 64) and stories260K's (8 / 4, head dim 8):
+// Two or more builds of the attention bench (bench/attention.cpp) run in turns (the order rotated
+// from run to run), decode only, on the 91M models' shape (16 query / 4 KV heads, head dim 64) and
+// stories260K's (8 / 4, head dim 8):
 // one thread through runPartition, head-major K/V, keys stored turned, as the engine's CPU cache
 // holds them. Reports per build and window the medians over the runs of Λ's and vanilla's time per
 // layer, and of Λ's time over vanilla's at equal window (what the global keys and the window's
@@ -27,7 +28,10 @@ const common = ['--decode-only', '--threads', '1', '--partition', '--head-major'
 // [shape][window][build] -> [{ lam, van }], µs per layer
 const runs = Object.fromEntries(Object.keys(shapes).map((shape) => [shape, new Map()]));
 for (let r = 0; r < reps; r++) {
-  for (const bin of bins) {
+  // Each run starts from the next build, so that no build always runs first (or after the same
+  // one): on this shared machine the position in a run has shifted timings by 20-30%.
+  const order = bins.map((_, i) => bins[(i + r) % bins.length]);
+  for (const bin of order) {
     for (const [shape, args] of Object.entries(shapes)) {
       const out = JSON.parse(execFileSync(bin, [...args, ...common], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
       for (const row of out.rows) {
@@ -44,7 +48,7 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const f = (x) => x.toFixed(2);
-let md = `${reps} runs per build, builds in turns, ${layers} layer cache(s); µs per layer, medians\n\n`;
+let md = `${reps} runs per build, builds in turns (rotated), ${layers} layer cache(s); µs per layer, medians\n\n`;
 md += '| shape | window | build | Λ | vanilla | Λ − vanilla |\n|---|---:|---|---:|---:|---:|\n';
 for (const [shape, byWindow] of Object.entries(runs)) {
   for (const window of [...byWindow.keys()].sort((a, b) => a - b)) {

@@ -279,18 +279,36 @@ LMI_AVX512 void gemm(int M, int N, int K, const float* A, int lda, const float* 
 // Lanes [c, c + 16) of a row of n (n % 8 == 0): all sixteen, or the last eight.
 LMI_AVX512 inline __mmask16 laneMask(int c, int n) { return c + 16 <= n ? 0xFFFF : 0x00FF; }
 
+// Lanes [c, c + 16) of a row (all sixteen when Whole, N % 16 == 0 then) as a value: plain loads
+// and stores where they are whole, since a masked store's data does not reach a later load
+// until it is written to the cache.
+template <bool Whole>
+LMI_AVX512 inline __m512 loadLanes(const float* s, int c, int n, __m512 fill) {
+  if constexpr (Whole) return _mm512_loadu_ps(s + c);
+  else return _mm512_mask_loadu_ps(fill, laneMask(c, n), s + c);
+}
+template <bool Whole>
+LMI_AVX512 inline void storeLanes(float* s, int c, int n, __m512 x) {
+  if constexpr (Whole) _mm512_storeu_ps(s + c, x);
+  else _mm512_mask_storeu_ps(s + c, laneMask(c, n), x);
+}
+
 // KernelOps::softmaxTile, sixteen lanes wide: per element the same operations as the AVX2 one; the
 // row sums are added in a different order. Inline, for the dense tile (constant R and Dp there).
+template <bool Whole>
 LMI_AVX512 inline void softmaxStep(float* S, int ldS, int R, int N, float* m, float* l, float* O, int ldO, int Dp) {
   const float ninf = -std::numeric_limits<float>::infinity();
   const __m512 vninf = _mm512_set1_ps(ninf);
   for (int r = 0; r < R; r++) {
     float* s = S + static_cast<int64_t>(r) * ldS;
     __m512 vmax = vninf;
-    for (int c = 0; c < N; c += 16) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vninf, laneMask(c, N), s + c));
-    const float tmax = _mm512_reduce_max_ps(vmax);
+    for (int c = 0; c < N; c += 16) vmax = _mm512_max_ps(vmax, loadLanes<Whole>(s, c, N, vninf));
+    // Most tiles raise no lane above a finite running max: then the exponentials need not wait
+    // for the row's max (a chain of shuffles), and every step below keeps its values.
+    const bool raises = m[r] == ninf || _mm512_cmp_ps_mask(vmax, _mm512_set1_ps(m[r]), _CMP_GT_OQ) != 0;
+    const float tmax = raises ? _mm512_reduce_max_ps(vmax) : m[r];
     if (tmax == ninf) {
-      for (int c = 0; c < N; c += 16) _mm512_mask_storeu_ps(s + c, laneMask(c, N), _mm512_setzero_ps());
+      for (int c = 0; c < N; c += 16) storeLanes<Whole>(s, c, N, _mm512_setzero_ps());
       continue;
     }
     if (tmax > m[r]) {
@@ -307,9 +325,8 @@ LMI_AVX512 inline void softmaxStep(float* S, int ldS, int R, int N, float* m, fl
     const __m512 vm = _mm512_set1_ps(m[r]);
     __m512 sum = _mm512_setzero_ps();
     for (int c = 0; c < N; c += 16) {
-      const __mmask16 k = laneMask(c, N);
-      const __m512 e = expNonPositive(_mm512_sub_ps(_mm512_mask_loadu_ps(vninf, k, s + c), vm));
-      _mm512_mask_storeu_ps(s + c, k, e);
+      const __m512 e = expNonPositive(_mm512_sub_ps(loadLanes<Whole>(s, c, N, vninf), vm));
+      storeLanes<Whole>(s, c, N, e);
       sum = _mm512_add_ps(sum, e);
     }
     l[r] += _mm512_reduce_add_ps(sum);
@@ -317,7 +334,8 @@ LMI_AVX512 inline void softmaxStep(float* S, int ldS, int R, int N, float* m, fl
 }
 
 LMI_AVX512 void softmaxTile(float* S, int ldS, int R, int N, float* m, float* l, float* O, int ldO, int Dp) {
-  softmaxStep(S, ldS, R, N, m, l, O, ldO, Dp);
+  if (N % 16 == 0) softmaxStep<true>(S, ldS, R, N, m, l, O, ldO, Dp);
+  else softmaxStep<false>(S, ldS, R, N, m, l, O, ldO, Dp);
 }
 
 // Value sums at head dim 8 (KernelOps::denseTileDim8's order; accumulateValues takes it at D 8
@@ -510,9 +528,9 @@ LMI_AVX512 void accumulateValues(int R, int n, const void* const* values, const 
 }
 
 // The dense head-dim-8 decode tile (KernelOps::denseTileDim8), sixteen keys at a time: their rows
-// are read as [key j | key j + 8] pairs, converted, and transposed into eight dim-major vectors,
-// so that the rotation and the logits are plain FMAs over sixteen keys. The values are read two
-// keys per vector.
+// are read as adjacent pairs [key 2j | key 2j + 1] (one load each), converted, and transposed into
+// eight dim-major vectors, so that the rotation and the logits are plain FMAs over sixteen keys.
+// The values are read two keys per vector.
 constexpr int kDenseLd = 64;  // a row of logits: up to 64 keys
 
 // One butterfly stage of the transpose, as vpermt2ps indices over a pair of vectors (a, b) that
@@ -532,14 +550,28 @@ constexpr Butterfly butterfly(int L) {
 }
 constexpr Butterfly kButterfly[3] = {butterfly(1), butterfly(2), butterfly(4)};
 
-// x[j] = [key j | key j + 8] (eight dims each) in, x[d] = dim d of keys 0..15 out: stage s swaps
-// vector bit s (key bit s) with lane bit s (dim bit s); lane bit 3 holds key bit 3 throughout.
-LMI_AVX512 inline void transposeKeys16(__m512* x) {
+// The last stage for x[j] = [key 2j | key 2j + 1]: after two butterflies (stage s swaps vector
+// bit s, a key bit, with lane bit s, a dim bit) key k, dim d sits in vector (d0, d1, k3) at lane
+// (k1, k2, d2, k0) (bits low to high); the third gathers dims d2 = 0 (lo) and 1 (hi) with key k at
+// lane k, so that the logits come out in key order.
+constexpr Butterfly adjacentLast() {
+  Butterfly b{};
+  for (int k = 0; k < 16; k++) {
+    const int src = ((k >> 3) & 1) * 16 + ((k >> 1) & 1) + ((k >> 2) & 1) * 2 + (k & 1) * 8;
+    b.lo[k] = src;
+    b.hi[k] = src + 4;
+  }
+  return b;
+}
+constexpr Butterfly kAdjacentLast = adjacentLast();
+
+// x[j] = [key 2j | key 2j + 1] (eight dims each) in, x[d] = dim d of keys 0..15 out.
+LMI_AVX512 inline void transposeAdjacentKeys16(__m512* x) {
 #pragma GCC unroll 3
   for (int s = 0; s < 3; s++) {
     const int V = 1 << s;
-    const __m512i lo = _mm512_load_si512(kButterfly[s].lo);
-    const __m512i hi = _mm512_load_si512(kButterfly[s].hi);
+    const __m512i lo = _mm512_load_si512(s < 2 ? kButterfly[s].lo : kAdjacentLast.lo);
+    const __m512i hi = _mm512_load_si512(s < 2 ? kButterfly[s].hi : kAdjacentLast.hi);
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
       if (i & V) continue;
@@ -600,11 +632,8 @@ LMI_AVX512 void denseTileRows(int n, const void* k, const void* v, const float* 
     }
     __m512 x[8];
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) {
-      const char* row = static_cast<const char*>(rows) + j * kRowBytes;
-      x[j] = loadRowPair<F16>(row, row + 8 * kRowBytes);
-    }
-    transposeKeys16(x);
+    for (int j = 0; j < 8; j++) x[j] = loadAdjacentPair<F16>(rows, j);
+    transposeAdjacentKeys16(x);
     if (run != nullptr) {
       // Pair i is dims (2i, 2i + 1): the lane form's x C + swapped S, written per dim.
       const float* cs = run + (RopeTable::kLaneRows - n + c0);
@@ -628,7 +657,7 @@ LMI_AVX512 void denseTileRows(int n, const void* k, const void* v, const float* 
   }
 
   // softmaxTile's step (the logits are -inf beyond n, so sixteen-key chunks are whole rows).
-  softmaxStep(S[0], kDenseLd, R, N16, m, l, O, ldo, 8);
+  softmaxStep<true>(S[0], kDenseLd, R, N16, m, l, O, ldo, 8);
 
   // Values: pairs of keys, the chains' order.
   __m512 acc[R][2];

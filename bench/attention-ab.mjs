@@ -2,9 +2,9 @@
 // Two or more builds of the attention bench (bench/attention.cpp) run in turns (the order rotated
 // from run to run), decode only, on the 91M models' shape (16 query / 4 KV heads, head dim 64) and
 // stories260K's (8 / 4, head dim 8): one thread through runPartition, head-major K/V, keys stored
-// turned, as the engine's CPU cache holds them. Reports per build and window the medians over the runs of Λ's and vanilla's time per
-// layer, and of Λ's time over vanilla's at equal window (what the global keys and the window's
-// alignment to turn bases add).
+// turned, as the engine's CPU cache holds them. Reports per build and window the medians over the
+// runs of Λ's and vanilla's time per layer and of Λ's time over vanilla's at equal window (what the
+// global keys and the window's alignment to turn bases add), and each build's fastest runs.
 //
 //   node bench/attention-ab.mjs --bins old-bench,build/native/attention/lmi_bench_attention
 //        [--reps 5] [--layers 1]
